@@ -1,0 +1,149 @@
+"""The control API. Every error is JSON: {"error": "<what went wrong and what to do>"}."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.responses import Response
+
+import hearth
+from hearth.daemon.functions import DeployError, Functions, NotFound
+from hearth.store import Store
+
+OPEN_PATHS = frozenset({"/v1/health", "/docs", "/openapi.json"})
+
+
+def create_app(functions: Functions, store: Store) -> FastAPI:
+    app = FastAPI(title="Hearth control API", version=hearth.__version__)
+    config = functions.config
+
+    @app.middleware("http")
+    async def authenticate(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.url.path not in OPEN_PATHS:
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token or not store.token_valid(token):
+                return JSONResponse(
+                    {
+                        "error": "missing or invalid token: send 'Authorization: Bearer <token>' "
+                        "(the admin token is in the data directory's 'token' file)"
+                    },
+                    status_code=401,
+                )
+        return await call_next(request)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
+        name = exc.args[0]
+        return JSONResponse(
+            {"error": f"no function named {name!r}", "function": name}, status_code=404
+        )
+
+    @app.get("/v1/health")
+    async def health() -> dict[str, Any]:
+        return {"ok": True, "version": hearth.__version__}
+
+    @app.get("/v1/info")
+    async def info() -> dict[str, Any]:
+        return {
+            "version": hearth.__version__,
+            "gateway": config.gateway_url,
+            "api": config.api_url,
+            "domain": config.domain,
+            "data_dir": str(config.data_dir),
+        }
+
+    @app.get("/v1/functions")
+    async def list_functions() -> list[dict[str, Any]]:
+        return functions.list()
+
+    @app.get("/v1/functions/{name}")
+    async def describe(name: str) -> dict[str, Any]:
+        return functions.describe(name)
+
+    @app.get("/v1/functions/{name}/events")
+    async def events(name: str, limit: int = 100) -> list[dict[str, Any]]:
+        functions.describe(name, brief=True)
+        return store.events(name, limit)
+
+    @app.post("/v1/functions/{name}/versions")
+    async def deploy(name: str, request: Request) -> StreamingResponse:
+        """Upload a bundle (tar.gz). The answer streams progress as JSON lines; the last line
+        is {"result": {...}} or {"error": "..."}."""
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > config.max_bundle:
+            raise HTTPException(
+                413, f"the bundle is {declared} bytes, over the limit of {config.max_bundle}"
+            )
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > config.max_bundle:
+                raise HTTPException(413, f"the bundle is over the limit of {config.max_bundle}")
+        return StreamingResponse(
+            _deploy_stream(functions, name, bytes(body)), media_type="application/x-ndjson"
+        )
+
+    @app.delete("/v1/functions/{name}")
+    async def remove(name: str) -> dict[str, Any]:
+        await functions.remove(name)
+        return {"removed": name}
+
+    @app.get("/v1/functions/{name}/logs")
+    async def logs(name: str, tail: int = 100, follow: bool = False) -> Response:
+        functions.describe(name, brief=True)
+        book = functions.logs
+        if not follow:
+            return PlainTextResponse("".join(book.tail(name, tail)))
+        queue = book.follow(name)
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                for line in book.tail(name, tail):
+                    yield line
+                while True:
+                    yield await queue.get()
+            finally:
+                book.unfollow(name, queue)
+
+        return StreamingResponse(stream(), media_type="text/plain")
+
+    return app
+
+
+async def _deploy_stream(functions: Functions, name: str, data: bytes) -> AsyncIterator[str]:
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def run() -> None:
+        try:
+            result = await functions.deploy(
+                name, data, lambda line: queue.put_nowait({"log": line})
+            )
+        except DeployError as exc:
+            queue.put_nowait({"error": str(exc)})
+        else:
+            queue.put_nowait({"result": result})
+
+    # The deploy goes on even if the client disconnects: a half-finished deploy is worse.
+    functions.background(run())
+    while True:
+        message = await queue.get()
+        yield json.dumps(message) + "\n"
+        if "log" not in message:
+            return
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)

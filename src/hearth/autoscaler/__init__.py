@@ -1,0 +1,5 @@
+"""Pure scaling decisions: observations in, actions out. No I/O."""
+
+from hearth.autoscaler.decide import Decision, InstanceLoad, Observation, backoff, decide
+
+__all__ = ["Decision", "InstanceLoad", "Observation", "backoff", "decide"]

@@ -1,0 +1,1 @@
+"""Turn an uploaded folder into runnable code: validate and unpack bundles, build environments."""

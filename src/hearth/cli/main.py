@@ -1,0 +1,258 @@
+"""hearth: run the platform and manage functions."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hearth.cli.client import Api, ClientError, data_dir
+from hearth.spec import folder_name
+
+app = typer.Typer(
+    help="Hearth: deploy a folder of Python, get a URL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="HEARTH_DATA_DIR", help="State folder [default: ./.hearth]"),
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def main() -> None:
+    try:
+        app()
+    except ClientError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+
+
+@app.command()
+def up(
+    deploy: Annotated[
+        list[Path] | None, typer.Argument(help="Function folders to deploy once running.")
+    ] = None,
+    data: DataDir = None,
+    host: Annotated[str, typer.Option(envvar="HEARTH_HOST", help="Gateway address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="HEARTH_PORT", help="Gateway port.")] = 8080,
+    api_host: Annotated[str, typer.Option(envvar="HEARTH_API_HOST")] = "127.0.0.1",
+    api_port: Annotated[int, typer.Option(envvar="HEARTH_API_PORT", help="API port.")] = 8081,
+    domain: Annotated[
+        str, typer.Option(envvar="HEARTH_DOMAIN", help="Functions answer on NAME.DOMAIN.")
+    ] = "localhost",
+) -> None:
+    """Run the daemon in the foreground (gateway, API, instances)."""
+    from hearth.config import DaemonConfig
+    from hearth.daemon.main import DaemonError, run
+
+    config = DaemonConfig(
+        data_dir=data_dir(data).resolve(),
+        host=host,
+        port=port,
+        api_host=api_host,
+        api_port=api_port,
+        domain=domain,
+    )
+    try:
+        run(config, deploy or [])
+    except DaemonError as exc:
+        raise ClientError(str(exc)) from exc
+    except OSError as exc:
+        raise ClientError(f"cannot start: {exc}") from exc
+
+
+@app.command()
+def deploy(
+    folder: Annotated[Path, typer.Argument(help="The function's folder.")],
+    name: Annotated[str | None, typer.Option(help="Function name [default: from folder]")] = None,
+    data: DataDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Deploy a folder as a new version; prints its URLs once it serves."""
+    from hearth.builder.bundle import BundleError, pack
+
+    api = Api.discover(data)
+    name = name or folder_name(folder)
+    try:
+        bundle = pack(folder)
+    except (BundleError, OSError) as exc:
+        raise ClientError(str(exc)) from exc
+    began = time.monotonic()
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    with err.status(f"deploying {name}", spinner="dots") as status:
+        for line in api.stream_lines(
+            "POST",
+            f"/v1/functions/{name}/versions",
+            content=bundle,
+            headers={"content-type": "application/gzip"},
+        ):
+            message = json.loads(line)
+            if "log" in message:
+                status.update(f"deploying {name}: {message['log'][:100]}")
+                if message["log"].startswith(("building", "environment")) and not as_json:
+                    err.print(f"  {message['log']}", style="dim", highlight=False)
+            elif "result" in message:
+                result = message["result"]
+            else:
+                error = message.get("error", "unknown error")
+    if error is not None or result is None:
+        raise ClientError(f"deploy failed: {error}")
+    result["client_seconds"] = round(time.monotonic() - began, 3)
+    if as_json:
+        print(json.dumps(result))
+        return
+    out.print(
+        f"[green]✓[/green] {name} [bold]v{result['version']}[/bold] serving "
+        f"({result['seconds']:.2f}s)",
+        highlight=False,
+    )
+    for url in result["urls"]:
+        out.print(f"  {url}", highlight=False)
+
+
+@app.command("ls")
+def list_functions(data: DataDir = None, as_json: JsonOut = False) -> None:
+    """List functions: active version, instances, URL."""
+    functions = Api.discover(data).request("GET", "/v1/functions")
+    if as_json:
+        print(json.dumps(functions))
+        return
+    table = Table(box=None)
+    for column in ("NAME", "VERSION", "INSTANCES", "URL"):
+        table.add_column(column)
+    for f in functions:
+        ready = sum(1 for i in f["instances"] if i["state"] == "ready")
+        table.add_row(f["name"], f"v{f['version']}", str(ready), f["urls"][0])
+    out.print(table)
+
+
+@app.command()
+def status(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
+    """Versions, instances (pid, state, in-flight, age) and settings of a function."""
+    info = Api.discover(data).request("GET", f"/v1/functions/{name}")
+    if as_json:
+        print(json.dumps(info))
+        return
+    out.print(f"[bold]{name}[/bold] v{info['version']}  {'  '.join(info['urls'])}", highlight=False)
+    if info.get("last_error"):
+        retry = info.get("next_try_in")
+        when = f" (next try in {retry:.1f}s)" if retry else ""
+        out.print(f"[red]last error{when}:[/red] {info['last_error']}", highlight=False)
+    table = Table(title="instances", box=None, title_justify="left")
+    for column in ("ID", "PID", "STATE", "IN-FLIGHT", "REQUESTS", "AGE"):
+        table.add_column(column)
+    for i in info["instances"]:
+        table.add_row(
+            i["id"],
+            str(i["pid"]),
+            i["state"],
+            str(i["in_flight"]),
+            str(i["requests"]),
+            f"{i['age']:.0f}s",
+        )
+    out.print(table)
+    versions = Table(title="versions", box=None, title_justify="left")
+    for column in ("VERSION", "STATUS", "CREATED", "BUNDLE"):
+        versions.add_column(column)
+    for v in info["versions"]:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v["created"]))
+        versions.add_row(f"v{v['number']}", v["status"], created, v["bundle"][:12])
+    out.print(versions)
+    spec = info.get("spec") or {}
+    if spec:
+        out.print(f"scale {spec['scale']}  limits {spec['limits']}", highlight=False)
+
+
+@app.command()
+def logs(
+    name: str,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    tail: Annotated[int, typer.Option(help="Lines of history to show.")] = 100,
+    data: DataDir = None,
+) -> None:
+    """The function's stdout/stderr, with time and instance id."""
+    api = Api.discover(data)
+    params: dict[str, Any] = {"tail": tail, "follow": follow}
+    try:
+        for line in api.stream_lines("GET", f"/v1/functions/{name}/logs", params=params):
+            print(line, flush=True)
+    except KeyboardInterrupt:
+        return
+
+
+@app.command()
+def events(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
+    """Deploys, instance starts, crashes and scale changes of a function."""
+    rows = Api.discover(data).request("GET", f"/v1/functions/{name}/events")
+    if as_json:
+        print(json.dumps(rows))
+        return
+    for row in rows:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["time"]))
+        out.print(f"{stamp} [bold]{row['kind']}[/bold] {row['message']}", highlight=False)
+
+
+@app.command()
+def invoke(
+    name: str,
+    path: Annotated[str, typer.Option(help="Path inside the function.")] = "/",
+    data_: Annotated[str | None, typer.Option("--data", "-d", help="Request body.")] = None,
+    method: Annotated[str | None, typer.Option("--method", "-X")] = None,
+    data: DataDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Send one request to a function through the gateway; print status and body."""
+    gateway = Api.discover(data).request("GET", "/v1/info")["gateway"]
+    url = f"{gateway}/fn/{name}/{path.lstrip('/')}"
+    verb = method or ("POST" if data_ is not None else "GET")
+    try:
+        response = httpx.request(verb, url, content=data_, timeout=None)
+    except httpx.TransportError as exc:
+        raise ClientError(f"cannot reach the gateway at {gateway}: {exc}") from exc
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "status": response.status_code,
+                    "headers": dict(response.headers),
+                    "body": response.text,
+                }
+            )
+        )
+    else:
+        color = "green" if response.status_code < 400 else "red"
+        err.print(f"[{color}]{response.status_code}[/{color}] {verb} {url}", highlight=False)
+        sys.stdout.write(response.text)
+        if response.text and not response.text.endswith("\n"):
+            sys.stdout.write("\n")
+    if response.status_code >= 400:
+        raise typer.Exit(1)
+
+
+@app.command()
+def rm(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
+    """Drain and stop a function, and forget it."""
+    result = Api.discover(data).request("DELETE", f"/v1/functions/{name}")
+    if as_json:
+        print(json.dumps(result))
+    else:
+        out.print(f"removed {name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""The daemon's settings: one typed object, built once (CLI flags and HEARTH_* variables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_host: str = "127.0.0.1"
+    api_port: int = 8081
+    domain: str = "localhost"
+    max_bundle: int = 50 * 1000**2
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{_url_host(self.host)}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{_url_host(self.api_host)}:{self.api_port}"
+
+    def function_urls(self, name: str) -> list[str]:
+        return [f"{self.gateway_url}/fn/{name}/", f"http://{name}.{self.domain}:{self.port}/"]
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

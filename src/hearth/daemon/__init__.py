@@ -1,0 +1,1 @@
+"""hearthd: wires the store, builder, supervisor, gateway and API into one asyncio process."""

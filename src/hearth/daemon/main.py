@@ -1,0 +1,200 @@
+"""hearthd: build every piece, wire them, serve until a signal, shut down in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, Any
+
+import uvicorn
+
+from hearth.api import create_app
+from hearth.api.app import new_token
+from hearth.builder.bundle import pack
+from hearth.builder.envs import EnvBuilder
+from hearth.config import DaemonConfig
+from hearth.daemon.functions import DeployError, Functions
+from hearth.gateway import Gateway
+from hearth.spec import folder_name
+from hearth.store import BundleStore, Store
+from hearth.supervisor import LogBook, Supervisor
+
+log = logging.getLogger("hearth")
+MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
+
+
+class DaemonError(RuntimeError):
+    """The daemon cannot start; the message says why."""
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    handle = (data_dir / "daemon.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        raise DaemonError(
+            f"another hearth daemon is using {data_dir} (pid {handle.read().strip() or '?'}); "
+            "stop it or choose another --data-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def ensure_token(data_dir: Path, store: Store) -> str:
+    path = data_dir / "token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(new_token() + "\n")
+    token = path.read_text().strip()
+    store.add_token(token, "admin")
+    return token
+
+
+def run_dir_for(data_dir: Path) -> Path:
+    run = data_dir / "run"
+    if len(str(run / "i1000000.sock")) <= MAX_SOCKET_PATH:
+        shutil.rmtree(run, ignore_errors=True)
+        run.mkdir(mode=0o700)
+        return run
+    return Path(tempfile.mkdtemp(prefix="hearth-"))
+
+
+async def serve(
+    config: DaemonConfig, deploy: list[Path], say: Callable[[str], None] = print
+) -> None:
+    data_dir = config.data_dir
+    lock = lock_data_dir(data_dir)
+    store = Store(data_dir / "hearth.db")
+    ensure_token(data_dir, store)
+    logs = LogBook(data_dir / "logs")
+    run_dir = run_dir_for(data_dir)
+    gateway = Gateway(config.domain)
+    supervisor = Supervisor(run_dir, logs)
+    functions = Functions(
+        config,
+        store,
+        BundleStore(data_dir),
+        EnvBuilder(data_dir / "envs"),
+        supervisor,
+        gateway,
+        logs,
+    )
+    supervisor.on_exit = functions.instance_exited
+
+    await gateway.listen(config.host, config.port)
+    api = uvicorn.Server(
+        uvicorn.Config(
+            create_app(functions, store),
+            host=config.api_host,
+            port=config.api_port,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    api.config.load()
+    api.lifespan = api.config.lifespan_class(api.config)
+    await api.startup()
+    if api.should_exit:
+        raise DaemonError(f"the API could not listen on {config.api_host}:{config.api_port}")
+    api_ticks = asyncio.ensure_future(api.main_loop())
+    gateway_port = _port(gateway.server)
+    api_port = _port(api.servers[0]) if api.servers else config.api_port
+    if gateway_port != config.port or api_port != config.api_port:
+        config = _with_ports(config, gateway_port, api_port)
+        functions.config = config
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)  # handlers only record; the loop below acts
+
+    await functions.restore()
+    _write_state(data_dir, config)
+    say(f"hearth: gateway {config.gateway_url}  api {config.api_url}  data {data_dir}")
+    for folder in deploy:
+        await _deploy_folder(functions, folder, say)
+    ticker = asyncio.ensure_future(functions.tick_forever())
+    (data_dir / "ready").write_text(str(os.getpid()))
+
+    await stop.wait()
+    say("hearth: shutting down (draining instances)")
+    (data_dir / "ready").unlink(missing_ok=True)
+    ticker.cancel()
+    if gateway.server is not None:
+        gateway.server.close()
+    await functions.shutdown()
+    await gateway.close()
+    api.should_exit = True
+    await api_ticks
+    await api.shutdown()
+    await supervisor.close()
+    logs.close()
+    store.close()
+    if run_dir.parent != data_dir:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        (data_dir / "daemon.json").unlink()
+    lock.close()
+    say("hearth: stopped")
+
+
+async def _deploy_folder(functions: Functions, folder: Path, say: Callable[[str], None]) -> None:
+    name = folder_name(folder)
+    try:
+        data = await asyncio.to_thread(pack, folder)
+        result = await functions.deploy(name, data, lambda line: log.info("%s: %s", name, line))
+    except (DeployError, ValueError, OSError) as exc:
+        say(f"hearth: deploy of {folder} failed: {exc}")
+        return
+    say(f"hearth: {name} v{result['version']} -> {'  '.join(result['urls'])}")
+
+
+def _port(server: Any) -> int:
+    return int(server.sockets[0].getsockname()[1])
+
+
+def _with_ports(config: DaemonConfig, port: int, api_port: int) -> DaemonConfig:
+    return replace(config, port=port, api_port=api_port)
+
+
+def _write_state(data_dir: Path, config: DaemonConfig) -> None:
+    """Where the running daemon listens, for the CLI and for tests."""
+    state = {
+        "pid": os.getpid(),
+        "gateway": config.gateway_url,
+        "api": config.api_url,
+        "domain": config.domain,
+        "port": config.port,
+        "api_port": config.api_port,
+    }
+    tmp = data_dir / "daemon.json.tmp"
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, data_dir / "daemon.json")
+
+
+def run(config: DaemonConfig, deploy: list[Path]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        import uvloop
+
+        uvloop.run(serve(config, deploy))
+    except ImportError:
+        asyncio.run(serve(config, deploy))

@@ -1,0 +1,422 @@
+"""The client side of the gateway: one protocol object per connection, one exchange per request.
+
+An exchange is born when a request's headers are parsed. Exchanges on a connection run
+one at a time in arrival order (HTTP/1.1 pipelining): each waits for a backend slot, takes
+a pooled upstream connection, sends the rewritten head and streams the body, and returns
+the response bytes as they come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from hearth.gateway.errors import error_response
+from hearth.gateway.routes import Backend, Route, pick, route_name
+from hearth.gateway.upstream import Upstream
+
+if TYPE_CHECKING:
+    from hearth.gateway.server import Gateway
+
+# Not forwarded: hop-by-hop headers, and forwarding headers the gateway sets itself.
+DROP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-prefix",
+    }
+)
+BODY_BUFFER = 256 * 1024
+
+
+class Exchange:
+    """One request through the gateway, from parsed head to last response byte."""
+
+    __slots__ = (
+        "backend",
+        "body_done",
+        "body_size",
+        "buffer",
+        "chunked",
+        "client",
+        "close_after",
+        "error",
+        "finished",
+        "head",
+        "method",
+        "name",
+        "response_started",
+        "route",
+        "started",
+        "status",
+        "timer",
+        "upstream",
+    )
+
+    def __init__(
+        self,
+        client: ClientProtocol,
+        route: Route | None,
+        method: bytes,
+        head: bytes,
+        chunked: bool,
+        close_after: bool,
+    ) -> None:
+        self.client = client
+        self.route = route
+        self.name = route.name if route is not None else None
+        self.method = method
+        self.head = head
+        self.chunked = chunked
+        self.close_after = close_after
+        self.error: tuple[int, str] | None = None
+        self.backend: Backend | None = None
+        self.upstream: Upstream | None = None
+        self.buffer: list[bytes] = []
+        self.body_done = False
+        self.body_size = 0
+        self.started = False
+        self.finished = False
+        self.response_started = False
+        self.status = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    # lifecycle
+
+    def start(self) -> None:
+        """Called when this exchange reaches the front of its connection's line."""
+        self.started = True
+        route = self.route
+        if self.error is not None or route is None:
+            status, message = self.error or (404, "no such function")
+            self.fail(status, message)
+            return
+        route.requests += 1
+        route.last_request = self.client.loop.time()
+        self.timer = self.client.loop.call_later(route.limits.timeout, self.timed_out)
+        backend = pick(route.backends)
+        if backend is not None and not route.waiters:
+            self.attach(backend)
+        elif not route.enqueue(self):
+            self.fail(503, f"function {route.name!r} is at capacity; retry shortly")
+
+    def attach(self, backend: Backend) -> None:
+        backend.acquire()
+        self.backend = backend
+        if backend.idle:
+            self.send_via(backend.idle.pop())
+        else:
+            self.client.gateway.background(self._connect(backend))
+
+    async def _connect(self, backend: Backend) -> None:
+        loop = self.client.loop
+        try:
+            _, upstream = await loop.create_unix_connection(lambda: Upstream(backend), backend.path)
+        except OSError:
+            if not self.finished:
+                self.fail(502, "the function's instance is not reachable")
+            return
+        if self.finished:
+            if backend.routable:
+                backend.idle.append(upstream)
+            else:
+                upstream.close()
+            return
+        self.send_via(upstream)
+
+    def send_via(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        upstream.exchange = self
+        upstream.reusable = True
+        parts = [self.head, *self.buffer]
+        self.buffer = []
+        if self.body_done and self.chunked:
+            parts.append(b"0\r\n\r\n")
+        upstream.send(b"".join(parts))
+        self.client.resume_reading("buffer")
+
+    # request body from the client
+
+    def feed_body(self, data: bytes) -> None:
+        self.body_size += len(data)
+        route = self.route
+        if route is not None and self.body_size > route.limits.body and not self.response_started:
+            limit = route.limits.body
+            self.close_after = True
+            if self.started:
+                self.fail(413, f"request body over the limit of {limit} bytes", close=True)
+            else:
+                self.error = (413, f"request body over the limit of {limit} bytes")
+            return
+        if self.finished or self.error is not None:
+            return
+        if self.chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        if self.upstream is not None:
+            self.upstream.send(data)
+        else:
+            self.buffer.append(data)
+            if sum(map(len, self.buffer)) > BODY_BUFFER:
+                self.client.pause_reading("buffer")
+
+    def end_body(self) -> None:
+        self.body_done = True
+        if self.chunked and self.upstream is not None and not self.finished:
+            self.upstream.send(b"0\r\n\r\n")
+
+    # response from the instance
+
+    def forward_response(self, data: bytes) -> None:
+        self.response_started = True
+        self.client.write(data)
+
+    def response_complete(self, reusable: bool) -> None:
+        if not self.body_done:
+            reusable = False  # the instance answered before reading the whole body
+        self._release(reusable)
+        self.client.exchange_done(self, close=self.close_after or not reusable)
+
+    def upstream_failed(self) -> None:
+        if self.finished:
+            return
+        if self.response_started:
+            self._release(False)
+            self.client.exchange_done(self, close=True)
+        else:
+            self.fail(502, "the function's instance closed the connection mid-request")
+
+    def timed_out(self) -> None:
+        self.timer = None
+        if self.finished:
+            return
+        if self.response_started:
+            self._release(False)
+            self.client.exchange_done(self, close=True)
+        else:
+            timeout = self.route.limits.timeout if self.route else 0
+            self.fail(504, f"the function did not answer within {timeout:g}s")
+
+    def fail(self, status: int, message: str, close: bool = False) -> None:
+        close = close or self.close_after or not self.body_done
+        self._release(False)
+        self.client.write(error_response(status, message, self.name, close))
+        self.client.exchange_done(self, close=close)
+
+    def client_lost(self) -> None:
+        self._release(False)
+
+    def _release(self, reusable: bool) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        upstream, self.upstream = self.upstream, None
+        backend, self.backend = self.backend, None
+        if upstream is not None:
+            upstream.exchange = None
+            if reusable and backend is not None and backend.routable:
+                backend.idle.append(upstream)
+            else:
+                upstream.close()
+        if backend is not None:
+            backend.release()
+            if self.route is not None and backend.routable:
+                self.route.dispatch()
+        elif self.route is not None and self.started:
+            self.route.dequeue(self)
+
+
+class ClientProtocol(asyncio.Protocol):
+    """One client connection: parse requests, run their exchanges in order."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.peer = b""
+        self.line: deque[Exchange] = deque()
+        self.current: Exchange | None = None
+        self.paused: set[str] = set()
+        self.closing = False
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0] if isinstance(peer, tuple) else "127.0.0.1").encode()
+        self.gateway.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._reject(501, "protocol upgrades (WebSocket) are not supported yet")
+        except httptools.HttpParserError:
+            self._reject(400, "malformed HTTP request")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.transport = None
+        self.gateway.connections.discard(self)
+        for exchange in self.line:
+            exchange.client_lost()
+        self.line.clear()
+
+    def pause_writing(self) -> None:
+        if self.line and self.line[0].upstream is not None:
+            transport = self.line[0].upstream.transport
+            if transport is not None:
+                transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.line and self.line[0].upstream is not None:
+            transport = self.line[0].upstream.transport
+            if transport is not None:
+                transport.resume_reading()
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        method = parser.get_method()
+        version = parser.get_http_version()
+        url = self._url
+        host = b""
+        chunked = False
+        length = -1
+        parts = [b"%b %b HTTP/%b\r\n" % (method, url, version.encode())]
+        for hname, value in self._headers:
+            lname = hname.lower()
+            if lname in DROP:
+                continue
+            if lname == b"host":
+                host = value
+            elif lname == b"content-length":
+                length = int(value) if value.isdigit() else -1
+            elif lname == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            parts.append(b"%b: %b\r\n" % (hname, value))
+        gateway = self.gateway
+        name, by_path = route_name(host, url, gateway.domain)
+        route = gateway.routes.get(name) if name else None
+        prefix = b""
+        if route is not None and by_path:
+            prefix = route.prefix
+            if url == prefix or url.startswith(prefix + b"?"):  # /fn/name -> /fn/name/
+                parts[0] = b"%b %b/%b HTTP/%b\r\n" % (
+                    method,
+                    prefix,
+                    url[len(prefix) :],
+                    version.encode(),
+                )
+        parts.append(
+            b"x-forwarded-for: %b\r\nx-forwarded-proto: http\r\nx-forwarded-host: %b\r\n"
+            % (self.peer, host)
+        )
+        if prefix:
+            parts.append(b"x-forwarded-prefix: %b\r\n" % prefix)
+        keep_alive = parser.should_keep_alive()
+        if version == "1.0" and keep_alive:
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        exchange = Exchange(self, route, method, b"".join(parts), chunked, not keep_alive)
+        if route is None:
+            shown = name if name else url.decode("latin-1")
+            exchange.error = (
+                404,
+                f"no function named {name!r}" if name else f"no route for {shown}",
+            )
+            exchange.name = name
+        elif length > route.limits.body:
+            exchange.error = (413, f"request body over the limit of {route.limits.body} bytes")
+            exchange.close_after = True  # answer at once, without reading the body
+        self.current = exchange
+        self.line.append(exchange)
+        if len(self.line) > 1:
+            self.pause_reading("pipeline")
+        elif exchange.error is None or exchange.close_after:
+            exchange.start()
+        # else: an error known now is sent once the body is read, to keep the connection
+
+    def on_body(self, body: bytes) -> None:
+        if self.current is not None:
+            self.current.feed_body(body)
+
+    def on_message_complete(self) -> None:
+        current, self.current = self.current, None
+        if current is not None:
+            current.end_body()
+            if not current.started and self.line and self.line[0] is current:
+                current.start()
+
+    # used by exchanges
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def exchange_done(self, exchange: Exchange, close: bool) -> None:
+        if self.line and self.line[0] is exchange:
+            self.line.popleft()
+        if close:
+            self._close()
+            return
+        if self.line:
+            self.line[0].start()
+        else:
+            self.resume_reading("pipeline")
+
+    def pause_reading(self, reason: str) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused.add(reason)
+
+    def resume_reading(self, reason: str) -> None:
+        if reason in self.paused:
+            self.paused.discard(reason)
+            if not self.paused and self.transport is not None:
+                self.transport.resume_reading()
+
+    def _reject(self, status: int, message: str) -> None:
+        if self.line:  # answer what is in flight first, then stop
+            self.line[-1].close_after = True
+            self.closing = True
+            return
+        self.write(error_response(status, message, close=True))
+        self._close()
+
+    def _close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+        for exchange in self.line:
+            exchange.client_lost()
+        self.line.clear()

@@ -1,0 +1,183 @@
+"""SQLite (WAL) state. Every write is one transaction: a crash leaves the old state or the new."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+create table if not exists functions (
+    name text primary key,
+    active_version integer,
+    created real not null
+);
+create table if not exists versions (
+    function text not null,
+    number integer not null,
+    bundle text not null,
+    env text not null,
+    spec text not null,
+    status text not null,
+    error text,
+    created real not null,
+    primary key (function, number)
+);
+create table if not exists events (
+    id integer primary key autoincrement,
+    function text not null,
+    time real not null,
+    kind text not null,
+    message text not null
+);
+create table if not exists tokens (
+    hash text primary key,
+    name text not null,
+    created real not null
+);
+"""
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    function: str
+    number: int
+    bundle: str
+    env: str
+    spec: dict[str, Any]
+    status: str
+    error: str | None
+    created: float
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("pragma journal_mode=wal")
+        self.db.execute("pragma synchronous=normal")
+        self.db.execute("pragma foreign_keys=on")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # tokens
+
+    def add_token(self, token: str, name: str) -> None:
+        with self.db:
+            self.db.execute(
+                "insert or ignore into tokens values (?, ?, ?)", (_hash(token), name, time.time())
+            )
+
+    def token_valid(self, token: str) -> bool:
+        row = self.db.execute("select 1 from tokens where hash = ?", (_hash(token),)).fetchone()
+        return row is not None
+
+    # functions and versions
+
+    def functions(self) -> list[tuple[str, int | None]]:
+        rows = self.db.execute("select name, active_version from functions order by name")
+        return [(name, active) for name, active in rows]
+
+    def active_version(self, name: str) -> int | None:
+        row = self.db.execute(
+            "select active_version from functions where name = ?", (name,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def exists(self, name: str) -> bool:
+        return (
+            self.db.execute("select 1 from functions where name = ?", (name,)).fetchone()
+            is not None
+        )
+
+    def new_version(self, name: str, bundle: str, env: str, spec: dict[str, Any]) -> int:
+        """Record a version as 'deploying'; the function is created if new."""
+        with self.db:
+            self.db.execute("begin immediate")
+            self.db.execute(
+                "insert or ignore into functions (name, active_version, created) "
+                "values (?, null, ?)",
+                (name, time.time()),
+            )
+            (number,) = self.db.execute(
+                "select coalesce(max(number), 0) + 1 from versions where function = ?", (name,)
+            ).fetchone()
+            self.db.execute(
+                "insert into versions values (?, ?, ?, ?, ?, 'deploying', null, ?)",
+                (name, number, bundle, env, json.dumps(spec), time.time()),
+            )
+        return int(number)
+
+    def activate(self, name: str, number: int) -> None:
+        with self.db:
+            self.db.execute("begin immediate")
+            self.db.execute(
+                "update versions set status = 'inactive' where function = ? and status = 'active'",
+                (name,),
+            )
+            self.db.execute(
+                "update versions set status = 'active', error = null "
+                "where function = ? and number = ?",
+                (name, number),
+            )
+            self.db.execute(
+                "update functions set active_version = ? where name = ?", (number, name)
+            )
+
+    def fail_version(self, name: str, number: int, error: str) -> None:
+        with self.db:
+            self.db.execute(
+                "update versions set status = 'failed', error = ? "
+                "where function = ? and number = ?",
+                (error, name, number),
+            )
+            # A brand-new function whose first version failed leaves nothing behind.
+            self.db.execute(
+                "delete from functions where name = ? and active_version is null", (name,)
+            )
+
+    def versions(self, name: str) -> list[VersionRow]:
+        rows = self.db.execute(
+            "select function, number, bundle, env, spec, status, error, created from versions "
+            "where function = ? order by number",
+            (name,),
+        )
+        return [VersionRow(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:]) for r in rows]
+
+    def version(self, name: str, number: int) -> VersionRow | None:
+        return next((v for v in self.versions(name) if v.number == number), None)
+
+    def remove(self, name: str) -> None:
+        with self.db:
+            self.db.execute("begin immediate")
+            self.db.execute("delete from versions where function = ?", (name,))
+            self.db.execute("delete from events where function = ?", (name,))
+            self.db.execute("delete from functions where name = ?", (name,))
+
+    def bundles_in_use(self) -> set[str]:
+        return {row[0] for row in self.db.execute("select distinct bundle from versions")}
+
+    # events
+
+    def event(self, name: str, kind: str, message: str) -> None:
+        with self.db:
+            self.db.execute(
+                "insert into events (function, time, kind, message) values (?, ?, ?, ?)",
+                (name, time.time(), kind, message),
+            )
+
+    def events(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "select time, kind, message from events where function = ? order by id desc limit ?",
+            (name, limit),
+        ).fetchall()
+        return [{"time": t, "kind": k, "message": m} for t, k, m in reversed(rows)]
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,59 @@
+"""An instance as the supervisor tracks it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class InstanceState(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+    CRASHED = "crashed"
+
+
+class StartError(RuntimeError):
+    """An instance failed to become ready; `str()` holds what it reported (a traceback)."""
+
+
+@dataclass(eq=False)
+class Instance:
+    id: str
+    function: str
+    version: int
+    env: str
+    socket: str
+    concurrency: int
+    started: float = field(default_factory=time.time)
+    pid: int = 0
+    state: InstanceState = InstanceState.STARTING
+    exit_code: int | None = None
+    exited: asyncio.Future[int | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    # Set by whoever routes traffic to this instance (the gateway's backend).
+    backend: Any = None
+
+    def __repr__(self) -> str:
+        return f"<Instance {self.id} pid={self.pid} {self.state}>"
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.done()
+
+    def describe(self) -> dict[str, Any]:
+        backend = self.backend
+        return {
+            "id": self.id,
+            "version": self.version,
+            "pid": self.pid,
+            "state": str(self.state),
+            "in_flight": backend.in_flight if backend is not None else 0,
+            "requests": backend.requests if backend is not None else 0,
+            "age": round(time.time() - self.started, 3),
+        }

@@ -1,0 +1,105 @@
+"""Per-function log files: every line an instance prints, with time and instance id.
+
+Files rotate by size (`NAME.log`, `NAME.log.1`, ...). Followers get new lines through
+asyncio queues, so `hearth logs -f` sees output as it is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import IO
+
+
+class LogBook:
+    def __init__(self, root: Path, max_bytes: int = 10 * 1024 * 1024, keep: int = 3) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self._files: dict[str, IO[str]] = {}
+        self._followers: dict[str, set[asyncio.Queue[str]]] = {}
+
+    def path(self, function: str) -> Path:
+        return self.root / f"{function}.log"
+
+    def write(self, function: str, source: str, text: str) -> None:
+        now = time.time()
+        stamp = (
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+        )
+        line = f"{stamp} {source} {text}\n"
+        fh = self._file(function)
+        fh.write(line)
+        fh.flush()
+        if fh.tell() > self.max_bytes:
+            self._rotate(function)
+        for queue in self._followers.get(function, ()):
+            queue.put_nowait(line)
+
+    def tail(self, function: str, lines: int) -> list[str]:
+        path = self.path(function)
+        if not path.exists() or lines <= 0:
+            return []
+        with path.open(errors="replace") as fh:
+            return list(deque(fh, maxlen=lines))
+
+    def follow(self, function: str) -> asyncio.Queue[str]:
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=10_000)
+        self._followers.setdefault(function, set()).add(queue)
+        return queue
+
+    def unfollow(self, function: str, queue: asyncio.Queue[str]) -> None:
+        self._followers.get(function, set()).discard(queue)
+
+    def forget(self, function: str) -> None:
+        fh = self._files.pop(function, None)
+        if fh is not None:
+            fh.close()
+        for n in range(self.keep + 1):
+            suffix = f".{n}" if n else ""
+            Path(f"{self.path(function)}{suffix}").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        for fh in self._files.values():
+            fh.close()
+        self._files.clear()
+
+    def _file(self, function: str) -> IO[str]:
+        fh = self._files.get(function)
+        if fh is None:
+            fh = self._files[function] = self.path(function).open("a", encoding="utf-8")
+        return fh
+
+    def _rotate(self, function: str) -> None:
+        self._files.pop(function).close()
+        base = str(self.path(function))
+        for n in range(self.keep - 1, 0, -1):
+            if os.path.exists(f"{base}.{n}"):
+                os.replace(f"{base}.{n}", f"{base}.{n + 1}")
+        os.replace(base, f"{base}.1")
+
+
+class LineReader(asyncio.Protocol):
+    """Reads an instance's stdout/stderr pipe into the log book, a line at a time."""
+
+    def __init__(self, book: LogBook, function: str, source: str) -> None:
+        self.book = book
+        self.function = function
+        self.source = source
+        self.pending = b""
+
+    def data_received(self, data: bytes) -> None:
+        *lines, self.pending = (self.pending + data).split(b"\n")
+        for line in lines:
+            self.book.write(self.function, self.source, line.decode(errors="replace"))
+        if len(self.pending) > 64 * 1024:
+            self.book.write(self.function, self.source, self.pending.decode(errors="replace"))
+            self.pending = b""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.pending:
+            self.book.write(self.function, self.source, self.pending.decode(errors="replace"))

@@ -1,0 +1,226 @@
+"""The supervisor: starts instances through zygotes, watches them, stops them in order.
+
+Exits are seen two ways: the zygote (the parent) reports the exit code, and a pidfd
+becomes readable when the process ends, which still works if the zygote itself died.
+Stopping is fixed: SIGTERM (uvicorn drains and runs shutdown hooks), wait, SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hearth.builder.envs import Env
+from hearth.supervisor.instance import Instance, InstanceState, StartError
+from hearth.supervisor.logs import LineReader, LogBook
+from hearth.zygote.client import Zygote, ZygoteError
+
+log = logging.getLogger("hearth.supervisor")
+
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
+START_TIMEOUT = 120.0
+
+
+class Supervisor:
+    def __init__(
+        self,
+        run_dir: Path,
+        logs: LogBook,
+        on_exit: Callable[[Instance], None] | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        self.run_dir = run_dir
+        self.logs = logs
+        self.on_exit = on_exit or (lambda instance: None)
+        environ = dict(os.environ) if environ is None else environ
+        self.base_env = {k: environ[k] for k in INHERITED_ENV if k in environ}
+        self.zygotes: dict[str, Zygote] = {}
+        self.instances: dict[int, Instance] = {}
+        self._seq = itertools.count(1)
+        self._zygote_locks: dict[str, asyncio.Lock] = {}
+        # The daemon keeps the only write end: when it dies, every instance sees EOF.
+        self.lifeline_r, self.lifeline_w = os.pipe()
+        os.set_inheritable(self.lifeline_r, False)
+
+    def __repr__(self) -> str:
+        return f"<Supervisor [{len(self.zygotes)} zygotes | {len(self.instances)} instances]>"
+
+    async def zygote(self, env: Env) -> Zygote:
+        lock = self._zygote_locks.setdefault(env.key, asyncio.Lock())
+        async with lock:
+            zygote = self.zygotes.get(env.key)
+            if zygote is not None and zygote.alive:
+                return zygote
+            zygote = Zygote(env.key, env.python, env.preload, self.lifeline_r, self._zygote_exit)
+            await zygote.start()
+            self.zygotes[env.key] = zygote
+            log.info("zygote for environment %s started (pid %s)", env.key, zygote.pid)
+            return zygote
+
+    async def start(
+        self,
+        function: str,
+        version: int,
+        env: Env,
+        code_dir: Path,
+        entrypoint: str | None,
+        user_env: dict[str, str],
+        concurrency: int,
+        drain: float,
+    ) -> Instance:
+        """Fork an instance and wait until it is ready; raise StartError with its report."""
+        seq = next(self._seq)
+        instance = Instance(
+            id=f"{function}@{version}#{seq}",
+            function=function,
+            version=version,
+            env=env.key,
+            socket=str(self.run_dir / f"i{seq}.sock"),
+            concurrency=concurrency,
+        )
+        spec: dict[str, Any] = {
+            "code_dir": str(code_dir),
+            "entrypoint": entrypoint,
+            "socket": instance.socket,
+            "concurrency": concurrency,
+            "drain": drain,
+            "env": {
+                **self.base_env,
+                **user_env,
+                "HEARTH_FUNCTION": function,
+                "HEARTH_VERSION": str(version),
+                "HEARTH_INSTANCE": instance.id,
+            },
+        }
+        loop = asyncio.get_running_loop()
+        log_r, log_w = os.pipe()
+        status_r, status_w = os.pipe()
+        try:
+            zygote = await self.zygote(env)
+            instance.pid = await zygote.fork(spec, [log_w, status_w])
+        except (ZygoteError, OSError, TimeoutError) as exc:
+            for fd in (log_r, status_r):
+                os.close(fd)
+            raise StartError(f"could not fork an instance: {exc}") from exc
+        finally:
+            os.close(log_w)
+            os.close(status_w)
+        self.instances[instance.pid] = instance
+        self._watch(instance)
+        await loop.connect_read_pipe(
+            lambda: LineReader(self.logs, function, instance.id), os.fdopen(log_r, "rb", 0)
+        )
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(status_r, "rb", 0)
+        )
+        try:
+            report = await self._first_report(instance, reader)
+        finally:
+            transport.close()
+        if "ready" in report:
+            instance.state = InstanceState.READY
+            return instance
+        await self.kill(instance)
+        raise StartError(report.get("error") or "the instance exited during startup")
+
+    async def _first_report(
+        self, instance: Instance, reader: asyncio.StreamReader
+    ) -> dict[str, Any]:
+        line_task: asyncio.Future[Any] = asyncio.ensure_future(reader.readline())
+        try:
+            waiting: set[asyncio.Future[Any]] = {line_task, instance.exited}
+            done, _ = await asyncio.wait(
+                waiting,
+                timeout=START_TIMEOUT,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            if not line_task.done():
+                line_task.cancel()
+        if line_task in done and line_task.result():
+            try:
+                report: dict[str, Any] = json.loads(line_task.result())
+                return report
+            except ValueError:
+                return {"error": "the instance sent a malformed status line"}
+        if instance.exited.done():
+            code = instance.exited.result()
+            return {"error": f"the instance exited during startup (exit code {code})"}
+        return {"error": f"setup did not finish within {START_TIMEOUT:g}s"}
+
+    def _watch(self, instance: Instance) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            pidfd = os.pidfd_open(instance.pid)
+        except ProcessLookupError:
+            self._exited(instance, None)
+            return
+
+        def readable() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            # The zygote normally reports the exit code right away; if it is gone, don't wait.
+            loop.call_later(0.2, self._exited, instance, None)
+
+        loop.add_reader(pidfd, readable)
+
+    def _zygote_exit(self, pid: int, code: int) -> None:
+        instance = self.instances.get(pid)
+        if instance is not None:
+            self._exited(instance, code)
+
+    def _exited(self, instance: Instance, code: int | None) -> None:
+        if instance.exited.done():
+            return
+        self.instances.pop(instance.pid, None)
+        instance.exit_code = code
+        instance.exited.set_result(code)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(instance.socket)
+        if instance.state not in (InstanceState.DRAINING, InstanceState.STOPPED):
+            instance.state = InstanceState.CRASHED
+        self.on_exit(instance)
+
+    async def stop(self, instance: Instance, grace: float) -> None:
+        """SIGTERM, wait up to `grace` seconds, then SIGKILL."""
+        if instance.state != InstanceState.CRASHED:
+            instance.state = InstanceState.STOPPED
+        if not instance.alive:
+            return
+        self._signal(instance, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(instance.exited), grace)
+        except TimeoutError:
+            log.warning("instance %s did not stop within %.1fs; killing it", instance.id, grace)
+            await self.kill(instance)
+
+    async def kill(self, instance: Instance) -> None:
+        if instance.state != InstanceState.CRASHED:
+            instance.state = InstanceState.STOPPED
+        if instance.alive:
+            self._signal(instance, signal.SIGKILL)
+            await asyncio.shield(instance.exited)
+
+    def _signal(self, instance: Instance, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(instance.pid, sig)
+
+    async def close(self) -> None:
+        """Stop the zygotes (instances are stopped by their owners before this)."""
+        for zygote in self.zygotes.values():
+            zygote.kill()
+        for zygote in self.zygotes.values():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(zygote.wait(), 5)
+        self.zygotes.clear()
+        os.close(self.lifeline_w)
+        os.close(self.lifeline_r)

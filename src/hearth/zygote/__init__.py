@@ -1,0 +1,1 @@
+"""Zygotes: processes with an environment's packages imported that fork instances on request."""

@@ -1,0 +1,138 @@
+"""The zygote process: import once, then fork instances for the daemon.
+
+It stays single-threaded and holds no event loop, so a fork is a clean copy. The daemon
+talks to it over a SOCK_SEQPACKET socket, one JSON message per packet:
+
+    daemon -> zygote   {"op": "fork", "id": 7, "spec": {...}}   + fds [log, status]
+    zygote -> daemon   {"op": "ready", "pid": 123}
+                       {"op": "forked", "id": 7, "pid": 456}
+                       {"op": "exit", "pid": 456, "code": 0}    (negative: killed by signal)
+
+The zygote exits when the daemon's end of the socket or the lifeline closes. Instances
+survive a zygote's death (they watch the lifeline, not the zygote).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+from typing import Any
+
+RUNTIME_MODULES = (
+    "hearth.runtime.serve",
+    "uvicorn.protocols.http.httptools_impl",
+    "uvicorn.lifespan.on",
+    "uvicorn.loops.uvloop",
+    "uvloop",
+    "starlette.requests",
+    "starlette.responses",
+    "starlette.concurrency",
+    "anyio._backends._asyncio",
+)
+
+
+def main(argv: list[str]) -> None:
+    ctl = socket.socket(fileno=int(argv[0]))
+    lifeline = int(argv[1])
+    extra = json.loads(argv[2]) if len(argv) > 2 else []
+    preload([*RUNTIME_MODULES, *extra])
+    # Objects that exist now are shared with every child; keep the collector off them so
+    # their pages are never written to (and copied) by a child.
+    gc.collect()
+    gc.freeze()
+
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    selector = selectors.DefaultSelector()
+    selector.register(ctl, selectors.EVENT_READ, "ctl")
+    selector.register(wake_r, selectors.EVENT_READ, "wake")
+    selector.register(lifeline, selectors.EVENT_READ, "lifeline")
+    _send(ctl, {"op": "ready", "pid": os.getpid()})
+    while True:
+        for key, _ in selector.select():
+            if key.data == "wake":
+                os.read(wake_r, 512)
+                _reap(ctl)
+            elif key.data == "lifeline":
+                os._exit(0)
+            else:
+                try:
+                    data, fds, _flags, _addr = socket.recv_fds(ctl, 1 << 20, 8)
+                except ConnectionError:
+                    os._exit(0)
+                if not data:
+                    os._exit(0)
+                _fork(ctl, json.loads(data), fds, (wake_r, wake_w), lifeline)
+
+
+def preload(modules: list[str]) -> None:
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a package that fails at import must not stop the zygote
+            print(f"zygote: could not preload {name}: {exc!r}", file=sys.stderr, flush=True)
+
+
+def _fork(
+    ctl: socket.socket,
+    request: dict[str, Any],
+    fds: list[int],
+    wake: tuple[int, int],
+    lifeline: int,
+) -> None:
+    log_fd, status_fd = fds
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _become_instance(ctl, wake, log_fd)
+            from hearth.runtime.serve import run
+
+            run(request["spec"], status_fd, lifeline)
+        finally:
+            os._exit(1)
+    os.close(log_fd)
+    os.close(status_fd)
+    _send(ctl, {"op": "forked", "id": request["id"], "pid": pid})
+
+
+def _become_instance(ctl: socket.socket, wake: tuple[int, int], log_fd: int) -> None:
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    ctl.close()
+    os.close(wake[0])
+    os.close(wake[1])
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+
+
+def _reap(ctl: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        code = os.waitstatus_to_exitcode(status)
+        _send(ctl, {"op": "exit", "pid": pid, "code": code})
+
+
+def _send(ctl: socket.socket, message: dict[str, Any]) -> None:
+    try:
+        ctl.send(json.dumps(message).encode())
+    except OSError:
+        os._exit(0)  # the daemon is gone
