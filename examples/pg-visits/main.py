@@ -25,7 +25,9 @@ async def lifespan(app):
 
 async def home(request):
     async with request.app.state.pool.connection() as conn:
-        cur = await conn.execute("update pg_visits set count = count + 1 where id = 1 returning count")
+        cur = await conn.execute(
+            "update pg_visits set count = count + 1 where id = 1 returning count"
+        )
         (count,) = await cur.fetchone()
     return JSONResponse({"visits": count, "pid": os.getpid()})
 

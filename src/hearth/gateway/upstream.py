@@ -50,8 +50,9 @@ class Upstream(asyncio.Protocol):
             return
         if self._head_only:  # a response to HEAD has no body, whatever its headers say
             self._head_only = False
+            keep_alive = self.parser.should_keep_alive()
             self.parser = httptools.HttpResponseParser(self)
-            self.on_message_complete()
+            self._complete(keep_alive)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
@@ -85,9 +86,11 @@ class Upstream(asyncio.Protocol):
         status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             return  # an interim response; the final one follows
-        if not self.parser.should_keep_alive():
-            self.reusable = False
-        exchange.response_complete(self.reusable)
+        self._complete(self.parser.should_keep_alive())
+
+    def _complete(self, keep_alive: bool) -> None:
+        if self.exchange is not None:
+            self.exchange.response_complete(self.reusable and keep_alive)
 
     # used by the exchange
 

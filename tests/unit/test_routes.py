@@ -1,0 +1,41 @@
+from hearth.gateway import Backend, pick
+from hearth.gateway.routes import route_name
+
+
+def backend(name, in_flight, concurrency=4):
+    b = Backend(name, f"/tmp/{name}.sock", concurrency)
+    b.in_flight = in_flight
+    return b
+
+
+def test_pick_least_in_flight():
+    backends = [backend("a", 3), backend("b", 1), backend("c", 2)]
+    assert pick(backends).id == "b"
+
+
+def test_pick_skips_full_backends():
+    assert pick([backend("a", 4), backend("b", 4)]) is None
+    assert pick([backend("a", 4), backend("b", 3)]).id == "b"
+    assert pick([]) is None
+
+
+def test_release_tracks_idle_and_wakes_drain():
+    b = backend("a", 0)
+    b.acquire()
+    b.acquire()
+    assert (b.in_flight, b.requests) == (2, 2)
+    b.release()
+    b.release()
+    assert b.in_flight == 0
+
+
+def test_route_by_host_and_path():
+    domain = b"localhost"
+    assert route_name(b"hello.localhost:8080", b"/", domain) == ("hello", False)
+    assert route_name(b"hello.localhost", b"/x", domain) == ("hello", False)
+    assert route_name(b"127.0.0.1:8080", b"/fn/hello/a/b", domain) == ("hello", True)
+    assert route_name(b"127.0.0.1:8080", b"/fn/hello", domain) == ("hello", True)
+    assert route_name(b"127.0.0.1:8080", b"/fn/hello?x=1", domain) == ("hello", True)
+    assert route_name(b"localhost:8080", b"/", domain) == (None, False)
+    assert route_name(b"", b"/other", domain) == (None, False)
+    assert route_name(b"a.example.com", b"/", b"example.com") == ("a", False)
