@@ -41,10 +41,10 @@ class FakeTransport:
 
 
 class Setup:
-    def __init__(self, limits=RouteLimits(), upstreams=1, concurrency=4):
+    def __init__(self, limits=None, upstreams=1, concurrency=4):
         self.gateway = Gateway("localhost")
         self.demands = 0
-        self.route = self.gateway.set_route("hello", limits, self._demand)
+        self.route = self.gateway.set_route("hello", limits or RouteLimits(), self._demand)
         self.backend = Backend("hello@1#1", "/nonexistent.sock", concurrency)
         self.upstreams = []
         for _ in range(upstreams):
@@ -187,7 +187,7 @@ async def test_unknown_function_is_404_json_and_keeps_connection(setup):
 
 async def test_malformed_request_is_400_and_closes(setup):
     setup.send(b"NOT HTTP AT ALL\r\n\r\n")
-    head, body = error_body(setup.transport.take())
+    head, _body = error_body(setup.transport.take())
     assert head.startswith(b"HTTP/1.1 400 ")
     assert setup.transport.closed
 
@@ -195,7 +195,7 @@ async def test_malformed_request_is_400_and_closes(setup):
 async def test_body_over_limit_is_413_without_reading_it():
     s = Setup(RouteLimits(body=10))
     s.send(b"POST /fn/hello/ HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n")
-    head, body = error_body(s.transport.take())
+    head, _body = error_body(s.transport.take())
     assert head.startswith(b"HTTP/1.1 413 ")
     assert s.transport.closed
     assert s.upstream_got() == b""
@@ -213,7 +213,7 @@ async def test_chunked_body_over_limit_is_413():
 async def test_instance_gone_mid_request_is_502(setup):
     setup.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
     setup.upstreams[0].connection_lost(ConnectionResetError())
-    head, body = error_body(setup.transport.take())
+    head, _body = error_body(setup.transport.take())
     assert head.startswith(b"HTTP/1.1 502 ")
     assert setup.backend.in_flight == 0
 
@@ -235,7 +235,7 @@ async def test_queue_full_is_503_with_retry_after():
         other.client.connection_made(other.transport)
     second.client.data_received(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")  # queued
     third.client.data_received(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")  # rejected
-    head, body = error_body(third.transport.take())
+    head, _body = error_body(third.transport.take())
     assert head.startswith(b"HTTP/1.1 503 ")
     assert b"retry-after: 1" in head
     assert second.transport.take() == b""
@@ -250,7 +250,7 @@ async def test_timeout_is_504():
     s = Setup(RouteLimits(timeout=0.05))
     s.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
     await asyncio.sleep(0.15)
-    head, body = error_body(s.transport.take())
+    head, _body = error_body(s.transport.take())
     assert head.startswith(b"HTTP/1.1 504 ")
     assert s.backend.in_flight == 0
     assert s.backend.idle == []  # a stuck connection is not reused
