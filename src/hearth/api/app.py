@@ -21,7 +21,6 @@ OPEN_PATHS = frozenset({"/v1/health", "/docs", "/openapi.json"})
 
 def create_app(functions: Functions, store: Store) -> FastAPI:
     app = FastAPI(title="Hearth control API", version=hearth.__version__)
-    config = functions.config
 
     @app.middleware("http")
     async def authenticate(
@@ -57,6 +56,7 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
 
     @app.get("/v1/info")
     async def info() -> dict[str, Any]:
+        config = functions.config  # read late: ports chosen by the OS are known after start
         return {
             "version": hearth.__version__,
             "gateway": config.gateway_url,
@@ -82,16 +82,15 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
     async def deploy(name: str, request: Request) -> StreamingResponse:
         """Upload a bundle (tar.gz). The answer streams progress as JSON lines; the last line
         is {"result": {...}} or {"error": "..."}."""
+        limit = functions.config.max_bundle
         declared = int(request.headers.get("content-length") or 0)
-        if declared > config.max_bundle:
-            raise HTTPException(
-                413, f"the bundle is {declared} bytes, over the limit of {config.max_bundle}"
-            )
+        if declared > limit:
+            raise HTTPException(413, f"the bundle is {declared} bytes, over the limit of {limit}")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
-            if len(body) > config.max_bundle:
-                raise HTTPException(413, f"the bundle is over the limit of {config.max_bundle}")
+            if len(body) > limit:
+                raise HTTPException(413, f"the bundle is over the limit of {limit} bytes")
         return StreamingResponse(
             _deploy_stream(functions, name, bytes(body)), media_type="application/x-ndjson"
         )
