@@ -97,6 +97,9 @@ class Daemon:
     def status(self, name: str) -> dict:
         return json.loads(self.cli("status", name, "--json", check=True).stdout)
 
+    def events(self, name: str) -> list[dict]:
+        return json.loads(self.cli("events", name, "--json", check=True).stdout)
+
     def get(self, path: str, **kwargs) -> httpx.Response:
         return httpx.get(self.gateway + path, timeout=60, **kwargs)
 
