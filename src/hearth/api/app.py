@@ -63,6 +63,11 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
             "api": config.api_url,
             "domain": config.domain,
             "data_dir": str(config.data_dir),
+            "zygotes": [
+                {"env": key, "pid": zygote.pid}
+                for key, zygote in functions.supervisor.zygotes.items()
+                if zygote.alive
+            ],
         }
 
     @app.get("/v1/functions")

@@ -1,0 +1,347 @@
+"""Hearth's benchmark suite: every scenario side by side in one run, as ratios.
+
+    ./scripts/bench            # full run; rewrites bench/results/latest.json and BENCHMARKS.md
+    ./scripts/bench --quick    # short smoke run (well under 90 s)
+
+Needs wrk (apt-get install -y wrk); uses nginx when installed and PostgreSQL from
+HEARTH_BENCH_PG / HEARTH_TEST_PG (default postgresql://postgres@127.0.0.1:5432/postgres).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import report
+import wrk
+from servers import ROOT, Cgi, Hearth, Nginx, Server, Uvicorn
+
+EXAMPLES = ROOT / "examples"
+APPS = ROOT / "bench" / "apps"
+CONNECTIONS = 32
+PROCESS_CONNECTIONS = 2
+HEAVY_IMPORTS = "import starlette.applications, starlette.requests, psycopg, psycopg_pool"
+
+
+def pg_dsn() -> str | None:
+    dsn = os.environ.get("HEARTH_BENCH_PG") or os.environ.get("HEARTH_TEST_PG")
+    dsn = dsn or "postgresql://postgres@127.0.0.1:5432/postgres"
+    try:
+        import psycopg
+
+        psycopg.connect(dsn, connect_timeout=3).close()
+    except Exception as exc:  # any failure means: no database for this run
+        print(f"bench: PostgreSQL not reachable ({exc}); pg scenarios skipped", file=sys.stderr)
+        return None
+    return dsn
+
+
+def with_env(src: Path, dest: Path, toml: str) -> Path:
+    shutil.copytree(src, dest, dirs_exist_ok=True)
+    (dest / "hearth.toml").write_text(toml)
+    return dest
+
+
+def connections(system: str) -> int:
+    # A fork per request cannot use more than a core each; more connections only queue
+    # forks that go on burning CPU after wrk stops, and would slow the next system down.
+    return PROCESS_CONNECTIONS if system == "process-per-request" else CONNECTIONS
+
+
+def throughput(
+    scenario: str, systems: dict[str, str], rounds: int, seconds: float, warmup: float
+) -> list[dict]:
+    """wrk against each system, alternating systems every round so drift hits all alike."""
+    runs: dict[str, list[wrk.Run]] = {name: [] for name in systems}
+    for name, url in systems.items():
+        wrk.run(url, warmup, connections(name), closes=name == "process-per-request")
+    for _ in range(rounds):
+        for name, url in systems.items():
+            closes = name == "process-per-request"
+            runs[name].append(wrk.run(url, seconds, connections(name), closes=closes))
+            time.sleep(0.5)  # let stragglers finish before the next system starts
+    return [
+        {
+            "scenario": scenario,
+            "system": name,
+            "connections": connections(name),
+            "rps": round(statistics.median(r.rps for r in rs), 1),
+            "p50_ms": round(statistics.median(r.p50_ms for r in rs), 3),
+            "p99_ms": round(statistics.median(r.p99_ms for r in rs), 3),
+            "errors": sum(r.errors for r in rs),
+            "requests": sum(r.requests for r in rs),
+        }
+        for name, rs in runs.items()
+    ]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def cold_starts(hearth: Hearth, name: str, tries: int) -> tuple[list[float], int]:
+    """Request a function with no instance; time until its response. Back to zero between."""
+    times, errors = [], 0
+    for _ in range(tries):
+        wait(lambda: hearth.status(name)["instances"] == [], 30, f"{name} back to zero")
+        with httpx.Client() as fresh:  # a new connection: nothing warm on the client side either
+            began = time.perf_counter()
+            response = fresh.get(f"{hearth.url}/fn/{name}/", timeout=30)
+            times.append((time.perf_counter() - began) * 1000)
+        errors += response.status_code != 200
+    return times, errors
+
+
+def fresh_interpreter(tries: int) -> list[float]:
+    times = []
+    for _ in range(tries):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", HEAVY_IMPORTS], check=True)
+        times.append((time.perf_counter() - began) * 1000)
+    return times
+
+
+def deploys(hearth: Hearth, workdir: Path, tries: int) -> list[float]:
+    """`hearth deploy` of a changed hello (environment cached) until the new version answers."""
+    folder = workdir / "deploy-hello"
+    times = []
+    for n in range(tries + 1):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "main.py").write_text(f"def handle(request):\n    return 'v{n}'\n")
+        began = time.perf_counter()
+        hearth.cli("deploy", str(folder), "--json")
+        while httpx.get(f"{hearth.url}/fn/deploy-hello/").text != f"v{n}":
+            time.sleep(0.001)
+        if n:  # the first deploy starts the zygote; it is not a re-deploy
+            times.append((time.perf_counter() - began) * 1000)
+    return times
+
+
+def private_mb(pid: int) -> float:
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, value, *_ = line.split()
+        fields[key.rstrip(":")] = int(value)
+    return (fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)) / 1024
+
+
+def memory(hearth: Hearth, count: int) -> dict:
+    hello_pid = hearth.status("hello")["instances"][0]["pid"]
+    base = next(z for z in hearth.info()["zygotes"] if z["env"] == "base")
+    pids = []
+    for n in range(count):
+        result = hearth.deploy(EXAMPLES / "hello", name=f"mem-{n}")
+        pids.append(result["instances"][0]["pid"])
+    for n in range(count):
+        httpx.get(f"{hearth.url}/fn/mem-{n}/")  # warm: each has served a request
+    total = sum(private_mb(pid) for pid in pids)
+    return {
+        "instance_private": round(private_mb(hello_pid), 2),
+        "zygote_private": round(private_mb(base["pid"]), 2),
+        "hundred_instances_private": round(total * 100 / count, 1),
+        "measured_instances": count,
+    }
+
+
+def wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def cgi_scripts(dsn: str | None) -> dict[str, str]:
+    hello = f"""
+        import os, sys
+        sys.path.insert(0, {str(EXAMPLES / "hello")!r})
+        from starlette.requests import Request
+        import main
+        scope = {{"type": "http", "method": "GET", "path": "/", "headers": [],
+                  "query_string": os.environ.get("QUERY_STRING", "").encode()}}
+        sys.stdout.write("Content-Type: text/plain\\r\\n\\r\\n" + main.handle(Request(scope)))
+    """
+    scripts = {"hello.py": hello}
+    if dsn:
+        scripts["pg.py"] = f"""
+            import sys
+            import psycopg
+            with psycopg.connect({dsn!r}) as conn:
+                (value,) = conn.execute("select 1").fetchone()
+            sys.stdout.write("Content-Type: text/plain\\r\\n\\r\\n" + str(value))
+        """
+    return scripts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run")
+    parser.add_argument("--duration", type=float, help="seconds per wrk run")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--no-report", action="store_true", help="do not rewrite BENCHMARKS.md")
+    args = parser.parse_args()
+    wrk.require()
+    quick = args.quick
+    seconds = args.duration or (2.0 if quick else 10.0)
+    rounds, warmup = (1, 2.0) if quick else (3, 3.0)
+    tries = 5 if quick else 30
+    dsn = pg_dsn()
+    began = time.monotonic()
+    results: list[dict] = []
+    servers: list[Server] = []
+    work = Path(tempfile.mkdtemp(prefix="hearth-bench-"))
+    try:
+        hearth = Hearth(work / "data")
+        servers.append(hearth)
+        hearth.deploy(EXAMPLES / "hello")
+        direct = Uvicorn(EXAMPLES / "hello", "hearth.runtime.handler:make_app", {}, factory=True)
+        servers.append(direct)
+        cgi = Cgi(work / "cgi", cgi_scripts(dsn))
+        servers.append(cgi)
+        hello = {"direct": direct.url, "hearth": f"{hearth.url}/fn/hello/"}
+        if Nginx.available():
+            nginx = Nginx(direct.port, work / "nginx")
+            servers.append(nginx)
+            hello["nginx"] = nginx.url
+        hello["process-per-request"] = cgi.base + "hello.py"
+        print("bench: hello", flush=True)
+        results += throughput("hello", hello, rounds, seconds, warmup)
+
+        cold: dict[str, dict[str, float]] = {}
+        if dsn:
+            env = {"DATABASE_URL": dsn}
+            pooled = with_env(
+                APPS / "pg-pooled",
+                work / "pg-pooled",
+                f'name = "pg-pooled"\n[env]\nDATABASE_URL = "{dsn}"\n',
+            )
+            connect = with_env(
+                APPS / "pg-connect",
+                work / "pg-connect",
+                f'name = "pg-connect"\n[env]\nDATABASE_URL = "{dsn}"\n',
+            )
+            hearth.deploy(pooled)
+            hearth.deploy(connect)
+            pg_direct = Uvicorn(APPS / "pg-pooled", "main:app", env)
+            servers.append(pg_direct)
+            print("bench: pg", flush=True)
+            results += throughput(
+                "pg",
+                {
+                    "direct": pg_direct.url,
+                    "hearth-pooled": f"{hearth.url}/fn/pg-pooled/",
+                    "hearth-connect-per-request": f"{hearth.url}/fn/pg-connect/",
+                    "process-per-request": cgi.base + "pg.py",
+                },
+                rounds,
+                seconds,
+                warmup,
+            )
+            heavy = with_env(
+                APPS / "heavy",
+                work / "heavy",
+                'name = "cold-heavy"\n[scale]\nmin = 0\nidle = "10ms"\n'
+                f'[env]\nDATABASE_URL = "{dsn}"\n',
+            )
+            hearth.deploy(heavy)
+
+        print("bench: cold start", flush=True)
+        hearth.deploy(
+            with_env(
+                EXAMPLES / "hello",
+                work / "cold-hello",
+                'name = "cold-hello"\n[scale]\nmin = 0\nidle = "10ms"\n',
+            )
+        )
+        cold_errors = 0
+        for name, key in (("cold-hello", "hello"), ("cold-heavy", "heavy")):
+            if key == "heavy" and not dsn:
+                continue
+            times, errs = cold_starts(hearth, name, tries)
+            cold_errors += errs
+            cold[key] = {
+                "p50": round(percentile(times, 50), 2),
+                "p99": round(percentile(times, 99), 2),
+            }
+        fresh = fresh_interpreter(tries)
+        cold["fresh_interpreter"] = {
+            "p50": round(percentile(fresh, 50), 2),
+            "p99": round(percentile(fresh, 99), 2),
+        }
+
+        print("bench: deploy", flush=True)
+        deploy_times = deploys(hearth, work, 3 if quick else 10)
+        print("bench: memory", flush=True)
+        mem = memory(hearth, 10 if quick else 100)
+    finally:
+        for server in reversed(servers):
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    by = {(r["scenario"], r["system"]): r["rps"] for r in results}
+
+    def ratio(a: tuple[str, str], b: tuple[str, str]) -> float | None:
+        return round(by[a] / by[b], 3) if a in by and b in by and by[b] else None
+
+    ratios = {
+        "hello.hearth/direct": ratio(("hello", "hearth"), ("hello", "direct")),
+        "hello.nginx/direct": ratio(("hello", "nginx"), ("hello", "direct")),
+        "hello.process-per-request/direct": ratio(
+            ("hello", "process-per-request"), ("hello", "direct")
+        ),
+        "pg.hearth-pooled/direct": ratio(("pg", "hearth-pooled"), ("pg", "direct")),
+        "pg.hearth-pooled/hearth-connect-per-request": ratio(
+            ("pg", "hearth-pooled"), ("pg", "hearth-connect-per-request")
+        ),
+        "pg.hearth-pooled/process-per-request": ratio(
+            ("pg", "hearth-pooled"), ("pg", "process-per-request")
+        ),
+    }
+    data = {
+        "machine": report.machine(),
+        "mode": "quick" if quick else "full",
+        "command": "./scripts/bench" + (" --quick" if quick else ""),
+        "settings": {
+            "seconds": seconds,
+            "rounds": rounds,
+            "warmup": warmup,
+            "connections": CONNECTIONS,
+            "process_connections": PROCESS_CONNECTIONS,
+            "cold_start_tries": tries,
+        },
+        "elapsed_s": round(time.monotonic() - began, 1),
+        "results": results,
+        "ratios": {k: v for k, v in ratios.items() if v is not None},
+        "cold_start_ms": cold,
+        "cold_start_errors": cold_errors,
+        "deploy_ms": {
+            "p50": round(percentile(deploy_times, 50), 1),
+            "max": round(max(deploy_times), 1),
+        },
+        "memory_mb": mem,
+        "python": platform.python_version(),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(data, indent=2) + "\n")
+    if not args.no_report:
+        report.write(data, args.out, ROOT / "BENCHMARKS.md")
+    print(report.summary(data))
+
+
+if __name__ == "__main__":
+    main()
