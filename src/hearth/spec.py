@@ -33,6 +33,7 @@ class Limits:
     body: int = 10 * 1000**2
     memory: int = 256 * 1024**2
     drain: float = 30.0
+    liveness: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def _scale(table: dict[str, Any]) -> Scale:
 
 
 def _limits(table: dict[str, Any]) -> Limits:
-    _only(table, "limits", {"timeout", "body", "memory", "drain"})
+    _only(table, "limits", {"timeout", "body", "memory", "drain", "liveness"})
     d = Limits()
     try:
         limits = Limits(
@@ -142,11 +143,14 @@ def _limits(table: dict[str, Any]) -> Limits:
             body=parse_size(table.get("body", d.body)),
             memory=parse_size(table.get("memory", d.memory)),
             drain=parse_duration(table.get("drain", d.drain)),
+            liveness=parse_duration(table.get("liveness", d.liveness)),
         )
     except ValueError as exc:
         raise SpecError(f"hearth.toml [limits]: {exc}") from exc
     if limits.timeout <= 0 or limits.body < 0 or limits.drain < 0:
         raise SpecError("hearth.toml [limits]: timeout must be > 0, body and drain >= 0")
+    if limits.liveness < 2:
+        raise SpecError("hearth.toml [limits]: liveness must be at least 2s (heartbeats are 1s)")
     return limits
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from hearth.gateway import Backend, Gateway
+from hearth.gateway import Backend, Gateway, Pool
 from hearth.gateway.proxy import ClientProtocol
 from hearth.gateway.routes import RouteLimits
 from hearth.gateway.upstream import Upstream
@@ -44,7 +44,8 @@ class Setup:
     def __init__(self, limits=None, upstreams=1, concurrency=4):
         self.gateway = Gateway("localhost")
         self.demands = 0
-        self.route = self.gateway.set_route("hello", limits or RouteLimits(), self._demand)
+        self.pool = Pool("hello", 1, limits or RouteLimits(), on_demand=self._demand)
+        self.gateway.set_pools("hello", [self.pool])
         self.backend = Backend("hello@1#1", "/nonexistent.sock", concurrency)
         self.upstreams = []
         for _ in range(upstreams):
@@ -52,7 +53,7 @@ class Setup:
             upstream.connection_made(FakeTransport())
             self.backend.idle.append(upstream)
             self.upstreams.append(upstream)
-        self.gateway.add_backend("hello", self.backend)
+        self.pool.add(self.backend)
         self.client = ClientProtocol(self.gateway)
         self.transport = FakeTransport()
         self.client.connection_made(self.transport)
@@ -278,3 +279,34 @@ async def test_client_gone_releases_slot(setup):
     setup.client.connection_lost(None)
     assert setup.backend.in_flight == 0
     assert setup.upstreams[0].transport.closed  # the instance sees the disconnect
+
+
+async def test_version_switch_hands_queued_requests_to_the_new_pool():
+    s = Setup(concurrency=1)
+    s.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")  # takes the only slot
+    waiting = ClientProtocol(s.gateway)
+    waiting_transport = FakeTransport()
+    waiting.connection_made(waiting_transport)
+    waiting.data_received(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert len(s.pool.waiters) == 1
+    new_pool = Pool("hello", 2, RouteLimits())
+    new_backend = Backend("hello@2#1", "/nonexistent.sock", 4)
+    upstream = Upstream(new_backend)
+    upstream.connection_made(FakeTransport())
+    new_backend.idle.append(upstream)
+    new_pool.add(new_backend)
+    s.gateway.set_pools("hello", [new_pool])
+    assert upstream.transport.take().startswith(b"GET /fn/hello/ ")
+    upstream.data_received(OK)
+    assert waiting_transport.take() == OK
+    s.reply(OK)  # the old version finishes what it had
+    assert s.transport.take() == OK
+
+
+async def test_weighted_pools_share_traffic():
+    gateway = Gateway("localhost")
+    pools = [Pool("hello", 1, RouteLimits(), weight=90), Pool("hello", 2, RouteLimits(), weight=10)]
+    route = gateway.set_pools("hello", pools)
+    picks = [route.choose().version for _ in range(2000)]
+    assert 1600 < picks.count(1) < 1990
+    assert picks.count(1) + picks.count(2) == 2000

@@ -1,5 +1,5 @@
-from hearth.gateway import Backend, pick
-from hearth.gateway.routes import route_name
+from hearth.gateway import Backend, Pool, RouteLimits, pick
+from hearth.gateway.routes import choose, route_name
 
 
 def backend(name, in_flight, concurrency=4):
@@ -39,3 +39,13 @@ def test_route_by_host_and_path():
     assert route_name(b"localhost:8080", b"/", domain) == (None, False)
     assert route_name(b"", b"/other", domain) == (None, False)
     assert route_name(b"a.example.com", b"/", b"example.com") == ("a", False)
+
+
+def test_choose_by_weight():
+    a = Pool("f", 1, RouteLimits(), weight=90)
+    b = Pool("f", 2, RouteLimits(), weight=10)
+    assert choose([a, b], 0.0) is a
+    assert choose([a, b], 0.899) is a
+    assert choose([a, b], 0.9) is b
+    assert choose([a, b], 0.999) is b
+    assert choose([a], 0.5) is a

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel
 from starlette.responses import Response
 
 import hearth
@@ -17,6 +18,14 @@ from hearth.daemon.functions import DeployError, Functions, NotFound
 from hearth.store import Store
 
 OPEN_PATHS = frozenset({"/v1/health", "/docs", "/openapi.json"})
+
+
+class TrafficBody(BaseModel):
+    weights: dict[int, int]
+
+
+class RollbackBody(BaseModel):
+    to: int | None = None
 
 
 def create_app(functions: Functions, store: Store) -> FastAPI:
@@ -42,6 +51,10 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(DeployError)
+    async def refused(request: Request, exc: DeployError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=409)
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:
@@ -72,16 +85,44 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
 
     @app.get("/v1/functions")
     async def list_functions() -> list[dict[str, Any]]:
-        return functions.list()
+        return functions.overview()
 
     @app.get("/v1/functions/{name}")
     async def describe(name: str) -> dict[str, Any]:
         return functions.describe(name)
 
-    @app.get("/v1/functions/{name}/events")
-    async def events(name: str, limit: int = 100) -> list[dict[str, Any]]:
+    @app.get("/v1/functions/{name}/versions")
+    async def versions(name: str) -> list[dict[str, Any]]:
+        return functions.versions(name)
+
+    @app.post("/v1/functions/{name}/traffic")
+    async def traffic(name: str, body: TrafficBody) -> dict[str, Any]:
+        """Split traffic between versions, e.g. {"weights": {"3": 90, "4": 10}}."""
+        return await functions.set_traffic(name, body.weights)
+
+    @app.post("/v1/functions/{name}/rollback")
+    async def rollback(name: str, body: RollbackBody) -> dict[str, Any]:
+        """Back to version `to`, or to the newest good version before the serving one."""
+        return await functions.rollback(name, body.to)
+
+    @app.get("/v1/functions/{name}/events", response_model=None)
+    async def events(
+        name: str, limit: int = 100, follow: bool = False
+    ) -> list[dict[str, Any]] | StreamingResponse:
         functions.describe(name, brief=True)
-        return store.events(name, limit)
+        if not follow:
+            return store.events(name, limit)
+
+        async def stream() -> AsyncIterator[str]:
+            batch, last = limit, 0
+            while True:
+                for event in store.events(name, batch, after=last):
+                    last = event["id"]
+                    yield json.dumps(event) + "\n"
+                batch = 10_000  # after the history, everything new
+                await asyncio.sleep(0.25)
+
+        return StreamingResponse(stream(), media_type="application/x-ndjson")
 
     @app.post("/v1/functions/{name}/versions")
     async def deploy(name: str, request: Request) -> StreamingResponse:

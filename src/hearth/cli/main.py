@@ -146,7 +146,14 @@ def status(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
     if as_json:
         print(json.dumps(info))
         return
-    out.print(f"[bold]{name}[/bold] v{info['version']}  {'  '.join(info['urls'])}", highlight=False)
+    traffic = info.get("traffic") or {}
+    split = (
+        "" if len(traffic) < 2 else " (" + ", ".join(f"v{v}={w}" for v, w in traffic.items()) + ")"
+    )
+    out.print(
+        f"[bold]{name}[/bold] v{info['version']}{split}  {'  '.join(info['urls'])}",
+        highlight=False,
+    )
     if info.get("last_error"):
         retry = info.get("next_try_in")
         when = f" (next try in {retry:.1f}s)" if retry else ""
@@ -196,15 +203,98 @@ def logs(
 
 
 @app.command()
-def events(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
-    """Deploys, instance starts, crashes and scale changes of a function."""
-    rows = Api.discover(data).request("GET", f"/v1/functions/{name}/events")
+def events(
+    name: str,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events.")
+    ] = False,
+    data: DataDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Deploys, rollbacks, traffic changes, instance starts, crashes and scale changes."""
+    api = Api.discover(data)
+    if follow:
+        try:
+            for line in api.stream_lines(
+                "GET", f"/v1/functions/{name}/events", params={"follow": True}
+            ):
+                if as_json:
+                    print(line, flush=True)
+                else:
+                    _print_event(json.loads(line))
+        except KeyboardInterrupt:
+            return
+        return
+    rows = api.request("GET", f"/v1/functions/{name}/events")
     if as_json:
         print(json.dumps(rows))
         return
     for row in rows:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["time"]))
-        out.print(f"{stamp} [bold]{row['kind']}[/bold] {row['message']}", highlight=False)
+        _print_event(row)
+
+
+def _print_event(row: dict[str, Any]) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["time"]))
+    out.print(f"{stamp} [bold]{row['kind']}[/bold] {row['message']}", highlight=False)
+
+
+@app.command()
+def versions(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
+    """Every version: number, created, bundle hash, status, traffic share."""
+    rows = Api.discover(data).request("GET", f"/v1/functions/{name}/versions")
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(box=None)
+    for column in ("VERSION", "STATUS", "TRAFFIC", "CREATED", "BUNDLE"):
+        table.add_column(column)
+    for v in rows:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v["created"]))
+        share = f"{v['traffic']:g}%" if v["traffic"] else "-"
+        table.add_row(f"v{v['number']}", v["status"], share, created, v["bundle"][:12])
+    out.print(table)
+
+
+@app.command()
+def rollback(
+    name: str,
+    to: Annotated[int | None, typer.Option(help="Version [default: the one before]")] = None,
+    data: DataDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Serve the previous (or the named) version again, with zero downtime."""
+    result = Api.discover(data).request("POST", f"/v1/functions/{name}/rollback", json={"to": to})
+    _print_change(result, as_json)
+
+
+@app.command()
+def traffic(
+    name: str,
+    split: Annotated[list[str], typer.Argument(help="VERSION=SHARE ... (or one VERSION)")],
+    data: DataDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Split traffic between versions: `hearth traffic NAME 3=90 4=10`; `NAME 4` = all to 4."""
+    weights: dict[str, int] = {}
+    for part in split:
+        version, _, share = part.partition("=")
+        try:
+            weights[str(int(version.lstrip("v")))] = int(share) if share else 100
+        except ValueError:
+            raise ClientError(f"cannot read {part!r}: write VERSION=SHARE, e.g. 3=90") from None
+    result = Api.discover(data).request(
+        "POST", f"/v1/functions/{name}/traffic", json={"weights": weights}
+    )
+    _print_change(result, as_json)
+
+
+def _print_change(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    total = sum(result["traffic"].values()) or 1
+    shares = "  ".join(f"v{v}: {100 * w / total:.0f}%" for v, w in result["traffic"].items())
+    out.print(f"[green]✓[/green] {result['name']} serving {shares}", highlight=False)
 
 
 @app.command()

@@ -1,7 +1,12 @@
-"""The control loop for functions: deploy, restore, scale, heal, remove.
+"""The control loop for functions: deploy, traffic, restore, scale, heal, remove.
 
 This is where the pieces meet: the store says what should run, the builder prepares it,
 the supervisor runs it, the gateway routes to it, the autoscaler decides how many.
+
+Every change of what serves goes through one operation, `_serve(name, weights)`: start
+the versions that are not running yet, wait until they are ready, switch the gateway's
+pools in one step, then drain what left. Deploy, rollback and traffic splits are that
+operation with different weights.
 """
 
 from __future__ import annotations
@@ -20,8 +25,7 @@ from hearth.autoscaler import InstanceLoad, Observation, backoff, decide
 from hearth.builder.bundle import BundleError
 from hearth.builder.envs import BuildError, Env, EnvBuilder
 from hearth.config import DaemonConfig
-from hearth.gateway import Backend, Gateway, Route
-from hearth.gateway.routes import RouteLimits
+from hearth.gateway import Backend, Gateway, Pool, RouteLimits
 from hearth.spec import FunctionSpec, SpecError, check_name, parse_spec
 from hearth.store import BundleStore, Store
 from hearth.supervisor import Instance, InstanceState, LogBook, StartError, Supervisor
@@ -32,7 +36,7 @@ CRASH_WINDOW = 30.0  # an instance that dies younger than this counts towards a 
 
 
 class DeployError(Exception):
-    """A deploy was refused or failed; the previous version (if any) keeps serving."""
+    """A change was refused or failed; what served before keeps serving."""
 
 
 class NotFound(KeyError):
@@ -40,19 +44,34 @@ class NotFound(KeyError):
 
 
 @dataclass(eq=False)
-class Function:
-    name: str
-    version: int
+class Release:
+    """One version of a function that serves, or is about to."""
+
+    number: int
     spec: FunctionSpec
     env: Env
     code: Path
-    route: Route
+    pool: Pool
     instances: list[Instance] = field(default_factory=list)
     starting: int = 0
+
+
+@dataclass(eq=False)
+class Function:
+    name: str
+    releases: dict[int, Release] = field(default_factory=dict)
     failures: int = 0
     next_try: float = 0.0
     last_error: str | None = None
     retry: asyncio.TimerHandle | None = None
+
+    @property
+    def traffic(self) -> dict[int, int]:
+        return {n: r.pool.weight for n, r in self.releases.items()}
+
+    @property
+    def instances(self) -> list[Instance]:
+        return [i for r in self.releases.values() for i in r.instances]
 
 
 class Functions:
@@ -80,7 +99,7 @@ class Functions:
     def __repr__(self) -> str:
         return f"<Functions {sorted(self.functions)}>"
 
-    # deploy
+    # changing what serves
 
     async def deploy(self, name: str, data: bytes, progress: Progress) -> dict[str, Any]:
         began = time.monotonic()
@@ -100,143 +119,245 @@ class Functions:
         except (BundleError, SpecError, BuildError) as exc:
             raise DeployError(str(exc)) from exc
         async with self._lock(name):
-            previous = self.functions.get(name)
             number = self.store.new_version(name, sha, env.key, spec.to_dict())
             progress(f"starting {name} v{number}")
+            before = self.functions.get(name)
             try:
-                instances = await self._start_many(
-                    name, number, spec, env, code, max(1, spec.scale.min)
-                )
+                await self._serve(name, {number: 100}, fresh={number: (spec, env, code)})
             except StartError as exc:
                 self.store.fail_version(name, number, str(exc))
-                if previous is not None:
+                serving = _describe_traffic(before.traffic) if before else None
+                if serving:
                     self.store.event(name, "deploy-failed", f"v{number} failed to start")
-                kept = f"; v{previous.version} keeps serving" if previous else ""
+                kept = f"; {serving} keeps serving" if serving else ""
                 raise DeployError(f"{name} v{number} failed to start{kept}:\n{exc}") from exc
-            function = self._activate(name, number, spec, env, code, instances)
-        self.store.event(name, "deploy", f"v{number} active ({len(instances)} instances ready)")
+        self.store.event(name, "deploy", f"v{number} serving")
         seconds = time.monotonic() - began
         log.info("deployed %s v%s in %.3fs", name, number, seconds)
+        return self._result(name, number, seconds)
+
+    async def set_traffic(self, name: str, weights: dict[int, int]) -> dict[str, Any]:
+        """Serve these versions with these shares; e.g. {3: 90, 4: 10} or {3: 100}."""
+        began = time.monotonic()
+        if not weights or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise DeployError("traffic needs at least one version with a share above 0")
+        weights = {v: w for v, w in weights.items() if w > 0}
+        async with self._lock(name):
+            if not self.store.exists(name):
+                raise NotFound(name)
+            for number in weights:
+                row = self.store.version(name, number)
+                if row is None:
+                    raise DeployError(f"{name} has no version {number}")
+                if row.status == "failed":
+                    raise DeployError(f"{name} v{number} failed to start before; deploy again")
+            previous = self.store.traffic(name)
+            try:
+                await self._serve(name, weights)
+            except StartError as exc:
+                raise DeployError(
+                    f"{name}: could not start the versions asked for; "
+                    f"{_describe_traffic(previous)} keeps serving:\n{exc}"
+                ) from exc
+        self.store.event(
+            name, "traffic", f"{_describe_traffic(previous)} -> {_describe_traffic(weights)}"
+        )
+        return self._result(name, max(weights, key=weights.__getitem__), time.monotonic() - began)
+
+    async def rollback(self, name: str, to: int | None = None) -> dict[str, Any]:
+        """Back to version `to`, or to the newest good version before the one serving."""
+        if to is None:
+            current = self.store.active_version(name)
+            if current is None:
+                raise NotFound(name)
+            older = [
+                v.number
+                for v in self.store.versions(name)
+                if v.number < current and v.status != "failed"
+            ]
+            if not older:
+                raise DeployError(f"{name} has no version before v{current} to roll back to")
+            to = max(older)
+        result = await self.set_traffic(name, {to: 100})
+        self.store.event(name, "rollback", f"rolled back to v{to}")
+        return result
+
+    async def _serve(
+        self,
+        name: str,
+        weights: dict[int, int],
+        fresh: dict[int, tuple[FunctionSpec, Env, Path]] | None = None,
+    ) -> None:
+        """Start what is missing, switch the pools at once, drain what left. Caller locks."""
+        function = self.functions.get(name) or Function(name)
+        releases: dict[int, Release] = {}
+        started: list[Release] = []
+        try:
+            for number in weights:
+                release = function.releases.get(number)
+                if release is None:
+                    prepared = (fresh or {}).get(number) or await self._load(name, number)
+                    release = self._release(name, number, *prepared)
+                    started.append(release)
+                    await self._start_many(name, release, max(1, release.spec.scale.min))
+                releases[number] = release
+        except (StartError, BuildError, BundleError, OSError) as exc:
+            for release in started:
+                await asyncio.gather(*(self.supervisor.kill(i) for i in release.instances))
+            raise exc if isinstance(exc, StartError) else StartError(str(exc)) from exc
+        for number, release in releases.items():
+            release.pool.weight = weights[number]
+        # From here to the end nothing awaits: the switch is atomic for every request.
+        self.functions[name] = function
+        self.gateway.set_pools(name, [r.pool for r in releases.values()])
+        for number, release in function.releases.items():
+            if number not in releases:
+                self._retire_all(release)
+        function.releases = releases
+        self.store.set_traffic(name, weights)
+
+    async def _load(self, name: str, number: int) -> tuple[FunctionSpec, Env, Path]:
+        row = self.store.version(name, number)
+        if row is None:
+            raise StartError(f"{name} has no version {number}")
+        code = await asyncio.to_thread(self.bundles.path, row.bundle)
+        env = self.envs.cached(row.env) or await self.envs.ensure(
+            _read(code / "requirements.txt"), functools.partial(log.info, f"{name}: %s")
+        )
+        return FunctionSpec.from_dict(row.spec), env, code
+
+    def _release(self, name: str, number: int, spec: FunctionSpec, env: Env, code: Path) -> Release:
+        limits = RouteLimits(spec.limits.timeout, spec.limits.body, spec.scale.queue)
+        pool = Pool(name, number, limits, on_demand=self._on_demand, on_timeout=self._on_timeout)
+        return Release(number, spec, env, code, pool)
+
+    async def _start_many(self, name: str, release: Release, count: int) -> None:
+        results = await asyncio.gather(
+            *(self._spawn(name, release) for _ in range(count)), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for instance in (r for r in results if isinstance(r, Instance)):
+            self._route(release, instance)
+        if errors:
+            raise errors[0]
+
+    def _spawn(self, name: str, release: Release) -> Coroutine[Any, Any, Instance]:
+        spec = release.spec
+        return self.supervisor.start(
+            name,
+            release.number,
+            release.env,
+            release.code,
+            spec.entrypoint,
+            spec.env,
+            spec.scale.concurrency,
+            spec.limits.drain,
+            spec.limits.memory,
+        )
+
+    def _route(self, release: Release, instance: Instance) -> None:
+        backend = Backend(instance.id, instance.socket, instance.concurrency)
+        instance.backend = backend
+        release.instances.append(instance)
+        release.pool.add(backend)
+
+    def _retire_all(self, release: Release) -> None:
+        instances, release.instances = release.instances, []
+        for instance in instances:
+            self.background(self._retire(release, instance))
+
+    async def _retire(self, release: Release, instance: Instance) -> None:
+        """Not-ready, drain in-flight requests (with a deadline), then stop."""
+        if instance.state == InstanceState.CRASHED or not instance.alive:
+            return
+        instance.state = InstanceState.DRAINING
+        drain = release.spec.limits.drain
+        if instance.backend is not None:
+            await self.gateway.drain(release.pool, instance.backend, drain)
+        await self.supervisor.stop(instance, drain + 5.0)
+
+    def _result(self, name: str, number: int, seconds: float) -> dict[str, Any]:
+        function = self.functions[name]
         return {
             "name": name,
             "version": number,
+            "traffic": {str(k): v for k, v in function.traffic.items()},
             "urls": self.config.function_urls(name),
             "seconds": round(seconds, 3),
             "instances": [i.describe() for i in function.instances],
         }
 
-    async def _start_many(
-        self, name: str, number: int, spec: FunctionSpec, env: Env, code: Path, count: int
-    ) -> list[Instance]:
-        results = await asyncio.gather(
-            *(self._spawn(name, number, spec, env, code) for _ in range(count)),
-            return_exceptions=True,
-        )
-        started = [r for r in results if isinstance(r, Instance)]
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            await asyncio.gather(*(self.supervisor.kill(i) for i in started))
-            raise errors[0]
-        return started
-
-    def _spawn(self, name: str, number: int, spec: FunctionSpec, env: Env, code: Path) -> Any:
-        return self.supervisor.start(
-            name,
-            number,
-            env,
-            code,
-            spec.entrypoint,
-            spec.env,
-            spec.scale.concurrency,
-            spec.limits.drain,
-        )
-
-    def _activate(
-        self,
-        name: str,
-        number: int,
-        spec: FunctionSpec,
-        env: Env,
-        code: Path,
-        instances: list[Instance],
-    ) -> Function:
-        """Switch traffic to the new version at once, then drain the old one."""
-        limits = RouteLimits(spec.limits.timeout, spec.limits.body, spec.scale.queue)
-        route = self.gateway.set_route(name, limits, self._on_demand)
-        function = Function(name, number, spec, env, code, route)
-        previous = self.functions.get(name)
-        self.functions[name] = function
-        for instance in instances:
-            self._route(function, instance)
-        if previous is not None:
-            if previous.retry is not None:
-                previous.retry.cancel()
-            for instance in previous.instances:
-                self.background(self._retire(previous, instance))
-            previous.instances.clear()
-        self.store.activate(name, number)
-        return function
-
-    def _route(self, function: Function, instance: Instance) -> None:
-        backend = Backend(instance.id, instance.socket, instance.concurrency)
-        instance.backend = backend
-        function.instances.append(instance)
-        function.route.add(backend)
-
-    async def _retire(self, function: Function, instance: Instance) -> None:
-        """Not-ready, drain in-flight requests (with a deadline), then stop."""
-        if instance.state == InstanceState.CRASHED or not instance.alive:
-            return
-        instance.state = InstanceState.DRAINING
-        drain = function.spec.limits.drain
-        if instance.backend is not None:
-            await self.gateway.drain(function.name, instance.backend, drain)
-        await self.supervisor.stop(instance, drain + 5.0)
-
     # restore after a restart
 
     async def restore(self) -> None:
-        for name, active in self.store.functions():
+        for name, _active in self.store.functions():
             for row in self.store.versions(name):
                 if row.status == "deploying":
                     self.store.fail_version(name, row.number, "interrupted by a daemon restart")
-            current = self.store.version(name, active) if active is not None else None
-            if current is None:
+            weights = self.store.traffic(name)
+            if not weights:
                 continue
-            row = current
-            try:
-                code = await asyncio.to_thread(self.bundles.path, row.bundle)
-                env = self.envs.cached(row.env) or await self.envs.ensure(
-                    _read(code / "requirements.txt"), functools.partial(log.info, f"{name}: %s")
-                )
-            except (OSError, BundleError, BuildError) as exc:
-                log.error("cannot restore %s v%s: %s", name, active, exc)
+            function = Function(name)
+            for number, weight in weights.items():
+                try:
+                    release = self._release(name, number, *await self._load(name, number))
+                except (OSError, BundleError, BuildError, StartError) as exc:
+                    log.error("cannot restore %s v%s: %s", name, number, exc)
+                    continue
+                release.pool.weight = weight
+                function.releases[number] = release
+            if not function.releases:
                 continue
-            spec = FunctionSpec.from_dict(row.spec)
-            limits = RouteLimits(spec.limits.timeout, spec.limits.body, spec.scale.queue)
-            route = self.gateway.set_route(name, limits, self._on_demand)
-            self.functions[name] = Function(name, row.number, spec, env, code, route)
-            self.scale(self.functions[name])
+            self.functions[name] = function
+            self.gateway.set_pools(name, [r.pool for r in function.releases.values()])
+            self.scale(function)
 
     # scaling and healing
 
-    def _on_demand(self, route: Route) -> None:
-        function = self.functions.get(route.name)
-        if function is not None:
+    def _on_demand(self, pool: Pool) -> None:
+        function = self.functions.get(pool.name)
+        if function is not None and pool.version in function.releases:
             self.scale(function)
 
-    def observe(self, function: Function) -> Observation:
+    def _on_timeout(self, pool: Pool, backend: Backend) -> None:
+        function = self.functions.get(pool.name)
+        release = function.releases.get(pool.version) if function else None
+        if function is None or release is None:
+            return
+        instance = next((i for i in release.instances if i.backend is backend), None)
+        if instance is None:
+            return
+        release.instances.remove(instance)
+        self.store.event(
+            function.name,
+            "recycle",
+            f"{instance.id} held a request past the {release.spec.limits.timeout:g}s timeout; "
+            "replacing it",
+        )
+        self.background(self._retire(release, instance))
+        self._scale(function, release)
+
+    def _liveness(self, instance: Instance) -> float:
+        function = self.functions.get(instance.function)
+        release = function.releases.get(instance.version) if function else None
+        return release.spec.limits.liveness if release else 10.0
+
+    def observe(self, release: Release) -> Observation:
         now = time.monotonic()
         ready = []
-        for instance in function.instances:
+        for instance in release.instances:
             backend = instance.backend
             if instance.state == InstanceState.READY and backend is not None:
                 idle = 0.0 if backend.in_flight else now - backend.idle_since
                 ready.append(InstanceLoad(instance.id, backend.in_flight, idle))
-        return Observation(tuple(ready), function.starting, len(function.route.waiters))
+        return Observation(tuple(ready), release.starting, len(release.pool.waiters))
 
     def scale(self, function: Function) -> None:
-        decision = decide(self.observe(function), function.spec.scale)
+        for release in list(function.releases.values()):
+            self._scale(function, release)
+
+    def _scale(self, function: Function, release: Release) -> None:
+        decision = decide(self.observe(release), release.spec.scale)
         if decision.start:
             wait = function.next_try - time.monotonic()
             if wait > 0:
@@ -246,24 +367,22 @@ class Functions:
                     )
                 return
             for _ in range(decision.start):
-                function.starting += 1
-                self.background(self._start_one(function))
+                release.starting += 1
+                self.background(self._start_one(function, release))
         for instance_id in decision.stop:
-            instance = next(i for i in function.instances if i.id == instance_id)
-            function.instances.remove(instance)
+            instance = next(i for i in release.instances if i.id == instance_id)
+            release.instances.remove(instance)
             self.store.event(function.name, "scale-down", f"{instance.id} idle; stopping it")
-            self.background(self._retire(function, instance))
+            self.background(self._retire(release, instance))
 
     def _retry(self, function: Function) -> None:
         function.retry = None
         if self.functions.get(function.name) is function:
             self.scale(function)
 
-    async def _start_one(self, function: Function) -> None:
+    async def _start_one(self, function: Function, release: Release) -> None:
         try:
-            instance = await self._spawn(
-                function.name, function.version, function.spec, function.env, function.code
-            )
+            instance = await self._spawn(function.name, release)
         except StartError as exc:
             function.failures += 1
             function.last_error = str(exc)
@@ -271,40 +390,47 @@ class Functions:
             self.store.event(
                 function.name,
                 "start-failed",
-                f"v{function.version} failed to start (attempt {function.failures}):\n{exc}",
+                f"v{release.number} failed to start (attempt {function.failures}, next in "
+                f"{backoff(function.failures):.1f}s):\n{exc}",
             )
             return
         finally:
-            function.starting -= 1
-        if self.functions.get(function.name) is not function:
-            await self.supervisor.stop(instance, function.spec.limits.drain)
+            release.starting -= 1
+        if function.releases.get(release.number) is not release:
+            await self.supervisor.stop(instance, release.spec.limits.drain)
             return
-        self._route(function, instance)
+        self._route(release, instance)
         self.store.event(function.name, "start", f"{instance.id} ready (pid {instance.pid})")
-        self.scale(function)
+        self._scale(function, release)
 
     def instance_exited(self, instance: Instance) -> None:
         """Called by the supervisor for every exit; replaces instances that crashed."""
         function = self.functions.get(instance.function)
-        code = instance.exit_code
-        if function is None or instance not in function.instances:
+        release = function.releases.get(instance.version) if function else None
+        if function is None or release is None or instance not in release.instances:
             return
-        function.instances.remove(instance)
+        release.instances.remove(instance)
         if instance.backend is not None:
-            self.gateway.remove_backend(function.name, instance.backend)
+            self.gateway.remove_backend(release.pool, instance.backend)
         if instance.state != InstanceState.CRASHED:
             return
         lived = time.time() - instance.started
         function.failures = function.failures + 1 if lived < CRASH_WINDOW else 1
         function.next_try = time.monotonic() + backoff(function.failures)
-        function.last_error = f"{instance.id} exited unexpectedly (exit code {code})"
-        self.store.event(function.name, "crash", function.last_error)
+        if instance.kill_reason:
+            function.last_error = f"{instance.id} killed: {instance.kill_reason}"
+            self.store.event(function.name, "killed", function.last_error)
+        else:
+            code = instance.exit_code
+            function.last_error = f"{instance.id} exited unexpectedly (exit code {code})"
+            self.store.event(function.name, "crash", function.last_error)
         log.warning("%s; replacing it", function.last_error)
-        self.scale(function)
+        self._scale(function, release)
 
     async def tick_forever(self, interval: float = 1.0) -> None:
         while True:
             await asyncio.sleep(interval)
+            self.supervisor.check(self._liveness)
             for function in list(self.functions.values()):
                 self.scale(function)
 
@@ -318,8 +444,11 @@ class Functions:
             if function is not None:
                 if function.retry is not None:
                     function.retry.cancel()
-                instances, function.instances = function.instances, []
-                await asyncio.gather(*(self._retire(function, i) for i in instances))
+                retiring: list[Coroutine[Any, Any, None]] = []
+                for release in function.releases.values():
+                    instances, release.instances = release.instances, []
+                    retiring.extend(self._retire(release, i) for i in instances)
+                await asyncio.gather(*retiring)
             self.gateway.remove_route(name)
             self.store.remove(name)
             self.logs.forget(name)
@@ -330,8 +459,9 @@ class Functions:
         for function in self.functions.values():
             if function.retry is not None:
                 function.retry.cancel()
-            instances, function.instances = function.instances, []
-            retiring.extend(self._retire(function, i) for i in instances)
+            for release in function.releases.values():
+                instances, release.instances = release.instances, []
+                retiring.extend(self._retire(release, i) for i in instances)
         await asyncio.gather(*retiring)
         for task in list(self._tasks):
             task.cancel()
@@ -340,7 +470,7 @@ class Functions:
 
     # views
 
-    def list(self) -> list[dict[str, Any]]:
+    def overview(self) -> list[dict[str, Any]]:
         return [self.describe(name, brief=True) for name, _ in self.store.functions()]
 
     def describe(self, name: str, brief: bool = False) -> dict[str, Any]:
@@ -348,42 +478,67 @@ class Functions:
         if active is None and not self.store.exists(name):
             raise NotFound(name)
         function = self.functions.get(name)
+        releases = function.releases if function else {}
+        traffic = self.store.traffic(name)
         info: dict[str, Any] = {
             "name": name,
             "version": active,
+            "traffic": {str(k): v for k, v in traffic.items()},
             "urls": self.config.function_urls(name),
             "instances": [i.describe() for i in function.instances] if function else [],
-            "starting": function.starting if function else 0,
-            "queued": len(function.route.waiters) if function else 0,
+            "starting": sum(r.starting for r in releases.values()),
+            "queued": sum(len(r.pool.waiters) for r in releases.values()),
         }
         if brief:
             return info
-        info["spec"] = function.spec.to_dict() if function else None
-        info["env"] = function.env.key if function else None
+        main = releases.get(active) if active is not None else None
+        info["spec"] = main.spec.to_dict() if main else None
+        info["env"] = main.env.key if main else None
         info["last_error"] = function.last_error if function else None
         retry_in = function.next_try - time.monotonic() if function else 0.0
         info["next_try_in"] = round(retry_in, 3) if retry_in > 0 else None
-        info["versions"] = [
-            {
-                "number": v.number,
-                "status": v.status,
-                "created": v.created,
-                "bundle": v.bundle,
-                "error": v.error,
-            }
-            for v in self.store.versions(name)
-        ]
+        info["versions"] = self.versions(name)
         return info
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        if not self.store.exists(name):
+            raise NotFound(name)
+        traffic = self.store.traffic(name)
+        total = sum(traffic.values()) or 1
+        rows = []
+        for v in self.store.versions(name):
+            share = traffic.get(v.number, 0)
+            status = "serving" if share else ("failed" if v.status == "failed" else v.status)
+            rows.append(
+                {
+                    "number": v.number,
+                    "status": status,
+                    "traffic": round(100 * share / total, 1),
+                    "created": v.created,
+                    "bundle": v.bundle,
+                    "error": v.error,
+                }
+            )
+        return rows
 
     # helpers
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
 
-    def background(self, coro: Any) -> None:
+    def background(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _describe_traffic(weights: dict[int, int]) -> str:
+    if not weights:
+        return "nothing"
+    if len(weights) == 1:
+        return f"v{next(iter(weights))}"
+    total = sum(weights.values())
+    return " ".join(f"v{v}={round(100 * w / total)}%" for v, w in sorted(weights.items()))
 
 
 def _read(path: Path) -> str | None:

@@ -1,6 +1,6 @@
 """The data plane: parse HTTP, route to a function, pick an instance, proxy bytes."""
 
-from hearth.gateway.routes import Backend, Route, pick
+from hearth.gateway.routes import Backend, Pool, Route, RouteLimits, pick
 from hearth.gateway.server import Gateway
 
-__all__ = ["Backend", "Gateway", "Route", "pick"]
+__all__ = ["Backend", "Gateway", "Pool", "Route", "RouteLimits", "pick"]

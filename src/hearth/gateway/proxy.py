@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from hearth.gateway.errors import error_response
-from hearth.gateway.routes import Backend, Route, pick, route_name
+from hearth.gateway.routes import Backend, Pool, pick, route_name
 from hearth.gateway.upstream import Upstream
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ class Exchange:
         "head",
         "method",
         "name",
+        "pool",
         "response_started",
-        "route",
         "started",
         "status",
         "timer",
@@ -66,15 +66,15 @@ class Exchange:
     def __init__(
         self,
         client: ClientProtocol,
-        route: Route | None,
+        pool: Pool | None,
         method: bytes,
         head: bytes,
         chunked: bool,
         close_after: bool,
     ) -> None:
         self.client = client
-        self.route = route
-        self.name = route.name if route is not None else None
+        self.pool = pool
+        self.name = pool.name if pool is not None else None
         self.method = method
         self.head = head
         self.chunked = chunked
@@ -96,19 +96,30 @@ class Exchange:
     def start(self) -> None:
         """Called when this exchange reaches the front of its connection's line."""
         self.started = True
-        route = self.route
-        if self.error is not None or route is None:
-            status, message = self.error or (404, "no such function")
+        pool = self.pool
+        if pool is not None and pool.retired:  # the version changed while this one waited
+            route = self.client.gateway.routes.get(pool.name)
+            pool = self.pool = route.choose() if route is not None else None
+        if self.error is not None or pool is None:
+            status, message = self.error or (404, f"no function named {self.name!r}")
             self.fail(status, message)
             return
-        route.requests += 1
-        route.last_request = self.client.loop.time()
-        self.timer = self.client.loop.call_later(route.limits.timeout, self.timed_out)
-        backend = pick(route.backends)
-        if backend is not None and not route.waiters:
+        pool.requests += 1
+        self.timer = self.client.loop.call_later(pool.limits.timeout, self.timed_out)
+        backend = pick(pool.backends)
+        if backend is not None and not pool.waiters:
             self.attach(backend)
-        elif not route.enqueue(self):
-            self.fail(503, f"function {route.name!r} is at capacity; retry shortly")
+        elif not pool.enqueue(self):
+            self.fail(503, f"function {pool.name!r} is at capacity; retry shortly")
+
+    def requeue(self, pool: Pool) -> None:
+        """The version this request waited for stopped serving: wait for `pool` instead."""
+        self.pool = pool
+        backend = pick(pool.backends)
+        if backend is not None:
+            self.attach(backend)
+        else:
+            pool.enqueue(self, force=True)
 
     def attach(self, backend: Backend) -> None:
         backend.acquire()
@@ -149,9 +160,9 @@ class Exchange:
 
     def feed_body(self, data: bytes) -> None:
         self.body_size += len(data)
-        route = self.route
-        if route is not None and self.body_size > route.limits.body and not self.response_started:
-            limit = route.limits.body
+        pool = self.pool
+        if pool is not None and self.body_size > pool.limits.body and not self.response_started:
+            limit = pool.limits.body
             self.close_after = True
             if self.started:
                 self.fail(413, f"request body over the limit of {limit} bytes", close=True)
@@ -199,11 +210,14 @@ class Exchange:
         self.timer = None
         if self.finished:
             return
+        pool, backend = self.pool, self.backend
+        if pool is not None and backend is not None and pool.on_timeout is not None:
+            pool.on_timeout(pool, backend)  # a handler stuck past its timeout: recycle it
         if self.response_started:
             self._release(False)
             self.client.exchange_done(self, close=True)
         else:
-            timeout = self.route.limits.timeout if self.route else 0
+            timeout = self.pool.limits.timeout if self.pool else 0
             self.fail(504, f"the function did not answer within {timeout:g}s")
 
     def fail(self, status: int, message: str, close: bool = False) -> None:
@@ -232,10 +246,10 @@ class Exchange:
                 upstream.close()
         if backend is not None:
             backend.release()
-            if self.route is not None and backend.routable:
-                self.route.dispatch()
-        elif self.route is not None and self.started:
-            self.route.dequeue(self)
+            if self.pool is not None and backend.routable:
+                self.pool.dispatch()
+        elif self.pool is not None and self.started:
+            self.pool.dequeue(self)
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -347,16 +361,17 @@ class ClientProtocol(asyncio.Protocol):
         if version == "1.0" and keep_alive:
             parts.append(b"connection: keep-alive\r\n")
         parts.append(b"\r\n")
-        exchange = Exchange(self, route, method, b"".join(parts), chunked, not keep_alive)
-        if route is None:
+        pool = route.choose() if route is not None else None
+        exchange = Exchange(self, pool, method, b"".join(parts), chunked, not keep_alive)
+        if pool is None:
             shown = name if name else url.decode("latin-1")
             exchange.error = (
                 404,
                 f"no function named {name!r}" if name else f"no route for {shown}",
             )
             exchange.name = name
-        elif length > route.limits.body:
-            exchange.error = (413, f"request body over the limit of {route.limits.body} bytes")
+        elif length > pool.limits.body:
+            exchange.error = (413, f"request body over the limit of {pool.limits.body} bytes")
             exchange.close_after = True  # answer at once, without reading the body
         self.current = exchange
         self.line.append(exchange)

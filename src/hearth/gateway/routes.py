@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -98,23 +99,34 @@ def pick(backends: Sequence[Backend]) -> Backend | None:
     return best
 
 
-class Route:
-    """A function in the route table: its routable backends and its queue."""
+class Pool:
+    """One version of a function: its routable backends, its limits and its queue."""
 
     def __init__(
-        self, name: str, limits: RouteLimits, on_demand: Callable[[Route], None] | None = None
+        self,
+        name: str,
+        version: int,
+        limits: RouteLimits,
+        weight: int = 100,
+        on_demand: Callable[[Pool], None] | None = None,
+        on_timeout: Callable[[Pool, Backend], None] | None = None,
     ) -> None:
         self.name = name
+        self.version = version
         self.limits = limits
+        self.weight = weight
         self.on_demand = on_demand
+        self.on_timeout = on_timeout
+        self.retired = False  # no longer in its route: requests that chose it choose again
         self.backends: list[Backend] = []
         self.waiters: deque[Exchange] = deque()
         self.requests = 0
-        self.last_request = time.monotonic()
-        self.prefix = f"/fn/{name}".encode()
 
     def __repr__(self) -> str:
-        return f"<Route {self.name} [{len(self.backends)} backends | {len(self.waiters)} queued]>"
+        return (
+            f"<Pool {self.name}@{self.version} [weight {self.weight} | "
+            f"{len(self.backends)} backends | {len(self.waiters)} queued]>"
+        )
 
     @property
     def in_flight(self) -> int:
@@ -138,8 +150,8 @@ class Route:
                 return
             self.waiters.popleft().attach(backend)
 
-    def enqueue(self, exchange: Exchange) -> bool:
-        if len(self.waiters) >= self.limits.queue:
+    def enqueue(self, exchange: Exchange, force: bool = False) -> bool:
+        if len(self.waiters) >= self.limits.queue and not force:
             return False
         self.waiters.append(exchange)
         if self.on_demand is not None:
@@ -149,6 +161,35 @@ class Route:
     def dequeue(self, exchange: Exchange) -> None:
         with contextlib.suppress(ValueError):  # already dispatched
             self.waiters.remove(exchange)
+
+
+class Route:
+    """A function in the route table: one pool per serving version, chosen by weight."""
+
+    def __init__(self, name: str, pools: list[Pool]) -> None:
+        self.name = name
+        self.prefix = f"/fn/{name}".encode()
+        self.pools = pools
+
+    def __repr__(self) -> str:
+        return f"<Route {self.name} {self.pools}>"
+
+    def choose(self) -> Pool:
+        pools = self.pools
+        if len(pools) == 1:
+            return pools[0]
+        return choose(pools, random.random())
+
+
+def choose(pools: list[Pool], draw: float) -> Pool:
+    """The pool a draw in [0, 1) falls on, each pool owning a share equal to its weight."""
+    total = sum(p.weight for p in pools)
+    point = draw * total
+    for pool in pools:
+        point -= pool.weight
+        if point < 0:
+            return pool
+    return pools[-1]
 
 
 def route_name(host: bytes | None, path: bytes, domain: bytes) -> tuple[str | None, bool]:

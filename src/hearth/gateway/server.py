@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
 from hearth.gateway.proxy import ClientProtocol
-from hearth.gateway.routes import Backend, Route, RouteLimits
+from hearth.gateway.routes import Backend, Pool, Route
 
 
 class Gateway:
@@ -41,42 +42,43 @@ class Gateway:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def set_route(
-        self, name: str, limits: RouteLimits, on_demand: Callable[[Route], None] | None = None
-    ) -> Route:
+    def set_pools(self, name: str, pools: list[Pool]) -> Route:
+        """Make `pools` the serving versions of `name`, at once.
+
+        Requests queued in a pool that leaves are handed to the new pools, so a switch of
+        version never fails a request that was waiting.
+        """
         route = self.routes.get(name)
         if route is None:
-            route = self.routes[name] = Route(name, limits, on_demand)
-        else:
-            route.limits = limits
-            route.on_demand = on_demand
+            route = self.routes[name] = Route(name, pools)
+            return route
+        leaving = [p for p in route.pools if p not in pools]
+        route.pools = pools
+        for pool in leaving:
+            pool.retired = True
+            waiters, pool.waiters = pool.waiters, deque()
+            for exchange in waiters:
+                exchange.requeue(route.choose())
         return route
 
     def remove_route(self, name: str) -> None:
         route = self.routes.pop(name, None)
         if route is None:
             return
-        for exchange in list(route.waiters):
-            exchange.fail(404, f"function {name!r} was removed")
-        route.waiters.clear()
+        for pool in route.pools:
+            pool.retired = True
+            for exchange in list(pool.waiters):
+                exchange.fail(404, f"function {name!r} was removed")
+            pool.waiters.clear()
 
-    def add_backend(self, name: str, backend: Backend) -> None:
-        self.routes[name].add(backend)
-
-    async def drain(self, name: str, backend: Backend, timeout: float) -> bool:
+    async def drain(self, pool: Pool, backend: Backend, timeout: float) -> bool:
         """Stop routing to `backend` and wait for its in-flight requests to finish."""
-        route = self.routes.get(name)
-        if route is not None:
-            route.withdraw(backend)
-        backend.routable = False
+        pool.withdraw(backend)
         done = await backend.wait_idle(timeout)
         backend.close_idle()
         return done
 
-    def remove_backend(self, name: str, backend: Backend) -> None:
+    def remove_backend(self, pool: Pool, backend: Backend) -> None:
         """The instance is gone: forget it at once (its in-flight requests get 502)."""
-        route = self.routes.get(name)
-        if route is not None:
-            route.withdraw(backend)
-        backend.routable = False
+        pool.withdraw(backend)
         backend.close_idle()

@@ -24,6 +24,7 @@ from hearth.runtime.loader import load
 
 APP_LOAD_ERROR = 4
 STARTUP_FAILURE = 3
+HEARTBEAT = 1.0  # seconds between heartbeats on the status pipe
 
 
 class StartupWatch:
@@ -59,6 +60,15 @@ class InstanceServer(uvicorn.Server):
         # The daemon holds the only write end of the lifeline; EOF means it is gone.
         asyncio.get_running_loop().add_reader(self.lifeline, self._lifeline_lost)
         _report(self.status, {"ready": os.getpid()})
+        self._beat()
+
+    def _beat(self) -> None:
+        """A heartbeat from the event loop itself: a blocked loop stops beating."""
+        if self.should_exit:
+            return
+        with contextlib.suppress(OSError):
+            self.status.write("\n")
+        asyncio.get_running_loop().call_later(HEARTBEAT, self._beat)
 
     def _lifeline_lost(self) -> None:
         asyncio.get_running_loop().remove_reader(self.lifeline)

@@ -14,7 +14,8 @@ SCHEMA = """
 create table if not exists functions (
     name text primary key,
     active_version integer,
-    created real not null
+    created real not null,
+    traffic text not null default '{}'
 );
 create table if not exists versions (
     function text not null,
@@ -61,6 +62,9 @@ class Store:
         self.db.execute("pragma synchronous=normal")
         self.db.execute("pragma foreign_keys=on")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("pragma table_info(functions)")}
+        if "traffic" not in columns:  # a data directory from before traffic splits
+            self.db.execute("alter table functions add column traffic text not null default '{}'")
 
     def close(self) -> None:
         self.db.close()
@@ -113,21 +117,27 @@ class Store:
             )
         return int(number)
 
-    def activate(self, name: str, number: int) -> None:
+    def set_traffic(self, name: str, weights: dict[int, int]) -> None:
+        """Record which versions serve, and their shares; the largest share is 'active'."""
+        active = max(weights, key=lambda v: (weights[v], v))
         with self.db:
             self.db.execute("begin immediate")
+            for number in weights:
+                self.db.execute(
+                    "update versions set status = 'ready', error = null "
+                    "where function = ? and number = ?",
+                    (name, number),
+                )
             self.db.execute(
-                "update versions set status = 'inactive' where function = ? and status = 'active'",
-                (name,),
+                "update functions set active_version = ?, traffic = ? where name = ?",
+                (active, json.dumps({str(k): v for k, v in weights.items()}), name),
             )
-            self.db.execute(
-                "update versions set status = 'active', error = null "
-                "where function = ? and number = ?",
-                (name, number),
-            )
-            self.db.execute(
-                "update functions set active_version = ? where name = ?", (number, name)
-            )
+
+    def traffic(self, name: str) -> dict[int, int]:
+        row = self.db.execute("select traffic from functions where name = ?", (name,)).fetchone()
+        if row is None:
+            return {}
+        return {int(k): int(v) for k, v in json.loads(row[0]).items()}
 
     def fail_version(self, name: str, number: int, error: str) -> None:
         with self.db:
@@ -171,12 +181,14 @@ class Store:
                 (name, time.time(), kind, message),
             )
 
-    def events(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
+    def events(self, name: str, limit: int = 100, after: int = 0) -> list[dict[str, Any]]:
+        """The newest `limit` events of a function (after event id `after`), oldest first."""
         rows = self.db.execute(
-            "select time, kind, message from events where function = ? order by id desc limit ?",
-            (name, limit),
+            "select id, time, kind, message from events where function = ? and id > ? "
+            "order by id desc limit ?",
+            (name, after, limit),
         ).fetchall()
-        return [{"time": t, "kind": k, "message": m} for t, k, m in reversed(rows)]
+        return [{"id": i, "time": t, "kind": k, "message": m} for i, t, k, m in reversed(rows)]
 
 
 def _hash(token: str) -> str:

@@ -33,6 +33,9 @@ class Instance:
     pid: int = 0
     state: InstanceState = InstanceState.STARTING
     exit_code: int | None = None
+    memory_limit: int = 0
+    last_beat: float = 0.0
+    kill_reason: str | None = None
     exited: asyncio.Future[int | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )

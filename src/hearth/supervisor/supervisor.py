@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ class Supervisor:
         self.instances: dict[int, Instance] = {}
         self._seq = itertools.count(1)
         self._zygote_locks: dict[str, asyncio.Lock] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._closing = False
         # The daemon keeps the only write end: when it dies, every instance sees EOF.
         self.lifeline_r, self.lifeline_w = os.pipe()
         os.set_inheritable(self.lifeline_r, False)
@@ -63,7 +66,22 @@ class Supervisor:
             await zygote.start()
             self.zygotes[env.key] = zygote
             log.info("zygote for environment %s started (pid %s)", env.key, zygote.pid)
+            task = asyncio.ensure_future(self._watch_zygote(env, zygote))
+            self._watchers.add(task)
+            task.add_done_callback(self._watchers.discard)
             return zygote
+
+    async def _watch_zygote(self, env: Env, zygote: Zygote) -> None:
+        """A zygote that dies is started again; its instances keep serving meanwhile."""
+        code = await zygote.wait()
+        zygote.kill()  # fail pending forks at once
+        if self._closing or self.zygotes.get(env.key) is not zygote:
+            return
+        log.warning("zygote for environment %s exited (%s); starting it again", env.key, code)
+        try:
+            await self.zygote(env)
+        except ZygoteError as exc:
+            log.error("%s (it will be tried again at the next instance start)", exc)
 
     async def start(
         self,
@@ -75,6 +93,7 @@ class Supervisor:
         user_env: dict[str, str],
         concurrency: int,
         drain: float,
+        memory_limit: int = 0,
     ) -> Instance:
         """Fork an instance and wait until it is ready; raise StartError with its report."""
         seq = next(self._seq)
@@ -85,6 +104,7 @@ class Supervisor:
             env=env.key,
             socket=str(self.run_dir / f"i{seq}.sock"),
             concurrency=concurrency,
+            memory_limit=memory_limit,
         )
         spec: dict[str, Any] = {
             "code_dir": str(code_dir),
@@ -118,37 +138,31 @@ class Supervisor:
         await loop.connect_read_pipe(
             lambda: LineReader(self.logs, function, instance.id), os.fdopen(log_r, "rb", 0)
         )
-        reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(status_r, "rb", 0)
-        )
+        status = StatusReader(instance)
+        transport, _ = await loop.connect_read_pipe(lambda: status, os.fdopen(status_r, "rb", 0))
         try:
-            report = await self._first_report(instance, reader)
-        finally:
+            report = await self._first_report(instance, status.first)
+        except BaseException:
             transport.close()
+            raise
         if "ready" in report:
             instance.state = InstanceState.READY
+            instance.last_beat = time.monotonic()
             return instance
+        transport.close()
         await self.kill(instance)
         raise StartError(report.get("error") or "the instance exited during startup")
 
     async def _first_report(
-        self, instance: Instance, reader: asyncio.StreamReader
+        self, instance: Instance, first: asyncio.Future[bytes]
     ) -> dict[str, Any]:
-        line_task: asyncio.Future[Any] = asyncio.ensure_future(reader.readline())
-        try:
-            waiting: set[asyncio.Future[Any]] = {line_task, instance.exited}
-            done, _ = await asyncio.wait(
-                waiting,
-                timeout=START_TIMEOUT,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            if not line_task.done():
-                line_task.cancel()
-        if line_task in done and line_task.result():
+        waiting: set[asyncio.Future[Any]] = {first, instance.exited}
+        done, _ = await asyncio.wait(
+            waiting, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+        )
+        if first in done and first.result():
             try:
-                report: dict[str, Any] = json.loads(line_task.result())
+                report: dict[str, Any] = json.loads(first.result())
                 return report
             except ValueError:
                 return {"error": "the instance sent a malformed status line"}
@@ -190,6 +204,29 @@ class Supervisor:
             instance.state = InstanceState.CRASHED
         self.on_exit(instance)
 
+    def check(self, liveness: Callable[[Instance], float]) -> None:
+        """Kill ready instances that stopped beating or grew past their memory limit."""
+        now = time.monotonic()
+        for instance in list(self.instances.values()):
+            if instance.state != InstanceState.READY or not instance.alive:
+                continue
+            silent = now - instance.last_beat
+            if silent > liveness(instance):
+                self._kill_for(instance, f"no heartbeat for {silent:.1f}s (event loop blocked?)")
+                continue
+            rss = resident_bytes(instance.pid)
+            if instance.memory_limit and rss > instance.memory_limit:
+                self._kill_for(
+                    instance,
+                    f"over its memory limit ({rss / 2**20:.0f} MB > "
+                    f"{instance.memory_limit / 2**20:.0f} MB)",
+                )
+
+    def _kill_for(self, instance: Instance, reason: str) -> None:
+        log.warning("killing %s: %s", instance.id, reason)
+        instance.kill_reason = reason
+        self._signal(instance, signal.SIGKILL)
+
     async def stop(self, instance: Instance, grace: float) -> None:
         """SIGTERM, wait up to `grace` seconds, then SIGKILL."""
         if instance.state != InstanceState.CRASHED:
@@ -216,6 +253,7 @@ class Supervisor:
 
     async def close(self) -> None:
         """Stop the zygotes (instances are stopped by their owners before this)."""
+        self._closing = True
         for zygote in self.zygotes.values():
             zygote.kill()
         for zygote in self.zygotes.values():
@@ -224,3 +262,39 @@ class Supervisor:
         self.zygotes.clear()
         os.close(self.lifeline_w)
         os.close(self.lifeline_r)
+
+
+class StatusReader(asyncio.Protocol):
+    """An instance's status pipe: the first line is its report, later lines heartbeats."""
+
+    def __init__(self, instance: Instance) -> None:
+        self.instance = instance
+        self.first: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.pending = b""
+
+    def data_received(self, data: bytes) -> None:
+        if not self.first.done():
+            self.pending += data
+            line, newline, rest = self.pending.partition(b"\n")
+            if not newline:
+                return
+            self.first.set_result(line)
+            data = rest
+        if data:
+            self.instance.last_beat = time.monotonic()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.first.done():
+            self.first.set_result(b"")
+
+
+def resident_bytes(pid: int) -> int:
+    """Resident set size of a process (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
