@@ -97,6 +97,7 @@ def run(spec: dict[str, Any], status_fd: int, lifeline: int) -> NoReturn:
         lifespan="auto",
         interface="asgi3",
         log_level="warning",
+        log_config=None,  # no dictConfig per instance: warnings reach stderr (the logs) as is
         access_log=False,
         proxy_headers=False,
         server_header=False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -58,6 +59,9 @@ class Zygote:
                 pass_fds=(theirs.fileno(), self.lifeline),
                 start_new_session=True,  # terminal signals go to the daemon alone
                 stdin=asyncio.subprocess.DEVNULL,
+                # glibc makes an arena per thread (WSGI and sync handlers run in threads);
+                # two keep a thread pool's memory near that of one thread.
+                env={**os.environ, "MALLOC_ARENA_MAX": "2"},
             )
         finally:
             theirs.close()

@@ -28,8 +28,12 @@ RUNTIME_MODULES = (
     "hearth.runtime.serve",
     "uvicorn.protocols.http.httptools_impl",
     "uvicorn.lifespan.on",
+    "uvicorn.protocols.websockets.auto",
+    "importlib.util",
     "uvicorn.loops.uvloop",
     "uvloop",
+    "starlette.applications",  # most ASGI functions are Starlette or FastAPI apps
+    "starlette.routing",
     "starlette.requests",
     "starlette.responses",
     "starlette.concurrency",
