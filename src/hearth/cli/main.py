@@ -171,13 +171,7 @@ def status(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
             f"{i['age']:.0f}s",
         )
     out.print(table)
-    versions = Table(title="versions", box=None, title_justify="left")
-    for column in ("VERSION", "STATUS", "CREATED", "BUNDLE"):
-        versions.add_column(column)
-    for v in info["versions"]:
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v["created"]))
-        versions.add_row(f"v{v['number']}", v["status"], created, v["bundle"][:12])
-    out.print(versions)
+    out.print(_versions_table(info["versions"], title="versions"))
     spec = info.get("spec") or {}
     if spec:
         out.print(f"scale {spec['scale']}  limits {spec['limits']}", highlight=False)
@@ -245,14 +239,18 @@ def versions(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
     if as_json:
         print(json.dumps(rows))
         return
-    table = Table(box=None)
+    out.print(_versions_table(rows))
+
+
+def _versions_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title, box=None, title_justify="left")
     for column in ("VERSION", "STATUS", "TRAFFIC", "CREATED", "BUNDLE"):
         table.add_column(column)
     for v in rows:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v["created"]))
         share = f"{v['traffic']:g}%" if v["traffic"] else "-"
         table.add_row(f"v{v['number']}", v["status"], share, created, v["bundle"][:12])
-    out.print(table)
+    return table
 
 
 @app.command()
