@@ -183,3 +183,14 @@ def write(data: dict, out: Path, md_path: Path) -> None:
     if NOTES.exists():
         lines += ["", NOTES.read_text().strip()]
     md_path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":  # regenerate BENCHMARKS.md from the last run, without running it
+    import json
+
+    results = Path(__file__).resolve().parent / "results"
+    write(
+        json.loads((results / "latest.json").read_text()),
+        results,
+        results.parents[1] / "BENCHMARKS.md",
+    )

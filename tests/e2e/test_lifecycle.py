@@ -150,7 +150,6 @@ def test_killed_instance_fails_only_its_own_requests(daemon, fn_dir):
     # Only requests in flight on the victim may fail, and the load has 4 clients.
     assert len(load.failures) <= 4, load.failures
     assert all(f.startswith("502") for f in load.failures), load.failures
-    assert str(victim) not in list(load.bodies)[-1:]
     print(f"sent {load.sent}, failed {len(load.failures)}, replacement in {recovery:.2f}s")
 
 

@@ -49,3 +49,33 @@ def test_choose_by_weight():
     assert choose([a, b], 0.9) is b
     assert choose([a, b], 0.999) is b
     assert choose([a], 0.5) is a
+
+
+async def test_drain_waits_for_in_flight_requests():
+    import asyncio
+
+    b = backend("a", 0)
+    b.acquire()
+    b.acquire()
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.01, b.release)
+    loop.call_later(0.02, b.release)
+    assert await b.wait_idle(5.0) is True
+    assert b.in_flight == 0
+
+
+async def test_drain_gives_up_at_its_deadline():
+    b = backend("a", 0)
+    b.acquire()
+    assert await b.wait_idle(0.05) is False
+    assert b.in_flight == 1
+
+
+async def test_withdrawn_backend_gets_no_new_requests():
+    pool = Pool("f", 1, RouteLimits())
+    a, b = backend("a", 0), backend("b", 3)
+    pool.add(a)
+    pool.add(b)
+    pool.withdraw(a)
+    assert not a.routable
+    assert pick(pool.backends) is b

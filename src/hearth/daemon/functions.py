@@ -405,6 +405,10 @@ class Functions:
 
     def instance_exited(self, instance: Instance) -> None:
         """Called by the supervisor for every exit; replaces instances that crashed."""
+        if instance.state != InstanceState.CRASHED and self.store.exists(instance.function):
+            self.store.event(
+                instance.function, "exit", f"{instance.id} stopped (exit code {instance.exit_code})"
+            )
         function = self.functions.get(instance.function)
         release = function.releases.get(instance.version) if function else None
         if function is None or release is None or instance not in release.instances:
@@ -485,7 +489,7 @@ class Functions:
             "version": active,
             "traffic": {str(k): v for k, v in traffic.items()},
             "urls": self.config.function_urls(name),
-            "instances": [i.describe() for i in function.instances] if function else [],
+            "instances": self._instances(name),
             "starting": sum(r.starting for r in releases.values()),
             "queued": sum(len(r.pool.waiters) for r in releases.values()),
         }
@@ -499,6 +503,11 @@ class Functions:
         info["next_try_in"] = round(retry_in, 3) if retry_in > 0 else None
         info["versions"] = self.versions(name)
         return info
+
+    def _instances(self, name: str) -> list[dict[str, Any]]:
+        """Every live instance of the function: starting, ready or draining."""
+        live = [i for i in self.supervisor.instances.values() if i.function == name]
+        return [i.describe() for i in sorted(live, key=lambda i: i.started)]
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         if not self.store.exists(name):
