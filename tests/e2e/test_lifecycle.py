@@ -95,6 +95,7 @@ def test_deploy_rollback_traffic_lose_no_request(daemon, fn_dir):
         daemon.cli("traffic", "steady", str(v2), check=True)
         seen = load.bodies["two"]
         wait_for(lambda: load.bodies["two"] > seen + 20, what="all traffic on v2")
+    print(f"sent {load.sent} ({dict(load.bodies)}), failed {len(load.failures)}")
     assert load.failures == [], load.failures[:5]
     assert set(load.bodies) == {"one", "two"}
     assert load.sent > 200
