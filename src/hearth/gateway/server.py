@@ -14,8 +14,9 @@ from hearth.gateway.routes import Backend, Pool, Route
 class Gateway:
     """Routes requests to backends. The supervisor adds, drains and removes backends."""
 
-    def __init__(self, domain: str = "localhost") -> None:
+    def __init__(self, domain: str = "localhost", keepalive: float = 75.0) -> None:
         self.domain = domain.encode()
+        self.keepalive = keepalive
         self.routes: dict[str, Route] = {}
         self.connections: set[ClientProtocol] = set()
         self.server: asyncio.Server | None = None
