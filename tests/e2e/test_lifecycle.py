@@ -265,7 +265,8 @@ def test_memory_limit_replaces_the_instance(daemon, fn_dir):
     daemon.deploy(folder)
     daemon.deploy(EXAMPLES / "hello")
     first = daemon.get("/fn/hungry/").text
-    assert daemon.get("/fn/hungry/?eat=1").status_code == 200
+    # The watchdog may kill the instance before or after this answer goes out.
+    assert daemon.get("/fn/hungry/?eat=1").status_code in (200, 502)
     wait_for(
         lambda: daemon.get("/fn/hungry/").text not in ("", first),
         timeout=20,
