@@ -35,6 +35,8 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) ->
             return
         except httpx.TransportError:
             time.sleep(0.05)
+    proc.kill()  # not left behind: the caller never got a server to stop
+    proc.wait()
     raise RuntimeError(f"{url} did not answer within {timeout}s")
 
 
@@ -180,6 +182,8 @@ class Hearth(Server):
         deadline = time.monotonic() + 60
         while not (data_dir / "ready").exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                self.proc.wait()
                 raise RuntimeError("hearth did not start; see hearthd.log")
             time.sleep(0.05)
         state = json.loads((data_dir / "daemon.json").read_text())
