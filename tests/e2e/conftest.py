@@ -33,6 +33,8 @@ class Daemon:
         ready = self.data_dir / "ready"
         while not (ready.exists() and ready.read_text() == str(self.proc.pid)):
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                self.proc.wait()
                 raise RuntimeError(f"daemon did not start:\n{self.log()}")
             time.sleep(0.05)
         state = json.loads((self.data_dir / "daemon.json").read_text())
