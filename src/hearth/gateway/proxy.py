@@ -47,6 +47,7 @@ class Exchange:
         "body_done",
         "body_size",
         "buffer",
+        "buffered",
         "chunked",
         "client",
         "close_after",
@@ -83,6 +84,7 @@ class Exchange:
         self.backend: Backend | None = None
         self.upstream: Upstream | None = None
         self.buffer: list[bytes] = []
+        self.buffered = 0
         self.body_done = False
         self.body_size = 0
         self.started = False
@@ -104,7 +106,6 @@ class Exchange:
             status, message = self.error or (404, f"no function named {self.name!r}")
             self.fail(status, message)
             return
-        pool.requests += 1
         self.timer = self.client.loop.call_later(pool.limits.timeout, self.timed_out)
         backend = pick(pool.backends)
         if backend is not None and not pool.waiters:
@@ -151,6 +152,7 @@ class Exchange:
         upstream.reusable = True
         parts = [self.head, *self.buffer]
         self.buffer = []
+        self.buffered = 0
         if self.body_done and self.chunked:
             parts.append(b"0\r\n\r\n")
         upstream.send(b"".join(parts))
@@ -177,7 +179,8 @@ class Exchange:
             self.upstream.send(data)
         else:
             self.buffer.append(data)
-            if sum(map(len, self.buffer)) > BODY_BUFFER:
+            self.buffered += len(data)
+            if self.buffered > BODY_BUFFER:
                 self.client.pause_reading("buffer")
 
     def end_body(self) -> None:

@@ -120,17 +120,12 @@ class Pool:
         self.retired = False  # no longer in its route: requests that chose it choose again
         self.backends: list[Backend] = []
         self.waiters: deque[Exchange] = deque()
-        self.requests = 0
 
     def __repr__(self) -> str:
         return (
             f"<Pool {self.name}@{self.version} [weight {self.weight} | "
             f"{len(self.backends)} backends | {len(self.waiters)} queued]>"
         )
-
-    @property
-    def in_flight(self) -> int:
-        return sum(b.in_flight for b in self.backends)
 
     def add(self, backend: Backend) -> None:
         backend.routable = True

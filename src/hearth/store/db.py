@@ -169,9 +169,6 @@ class Store:
             self.db.execute("delete from events where function = ?", (name,))
             self.db.execute("delete from functions where name = ?", (name,))
 
-    def bundles_in_use(self) -> set[str]:
-        return {row[0] for row in self.db.execute("select distinct bundle from versions")}
-
     # events
 
     def event(self, name: str, kind: str, message: str) -> None:
