@@ -315,19 +315,22 @@ async def test_weighted_pools_share_traffic():
 async def test_idle_connections_are_closed():
     s = Setup()
     s.gateway.keepalive = 0.05
-    s.client.connection_made(s.transport)  # re-arm with the short timeout
     s.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
     await asyncio.sleep(0.1)
+    s.gateway.sweep()
     assert not s.transport.closed  # a request in flight keeps it open
     s.reply(OK)
+    s.gateway.sweep()
+    assert not s.transport.closed  # just finished: not idle yet
     await asyncio.sleep(0.1)
+    s.gateway.sweep()
     assert s.transport.closed
 
 
 async def test_slow_headers_count_as_idle():
     s = Setup()
     s.gateway.keepalive = 0.05
-    s.client.connection_made(s.transport)
     s.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n")  # never finished
     await asyncio.sleep(0.1)
+    s.gateway.sweep()
     assert s.transport.closed

@@ -268,7 +268,7 @@ class ClientProtocol(asyncio.Protocol):
         self.current: Exchange | None = None
         self.paused: set[str] = set()
         self.closing = False
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since: float | None = None  # None while a request is being served
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
 
@@ -279,7 +279,7 @@ class ClientProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0] if isinstance(peer, tuple) else "127.0.0.1").encode()
         self.gateway.connections.add(self)
-        self._arm_idle()
+        self.idle_since = self.loop.time()
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -294,8 +294,6 @@ class ClientProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.transport = None
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
         self.gateway.connections.discard(self)
         for exchange in self.line:
             exchange.client_lost()
@@ -326,9 +324,7 @@ class ClientProtocol(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
+        self.idle_since = None
         parser = self.parser
         method = parser.get_method()
         version = parser.get_http_version()
@@ -418,18 +414,12 @@ class ClientProtocol(asyncio.Protocol):
             self.line[0].start()
         else:
             self.resume_reading("pipeline")
-            self._arm_idle()
+            self.idle_since = self.loop.time()
 
-    def _arm_idle(self) -> None:
-        """Close a connection that carries no request for `keepalive` seconds (a request
+    def close_if_idle(self, now: float, keepalive: float) -> None:
+        """Close a connection that carried no request for `keepalive` seconds (a request
         whose headers have not all arrived by then counts as none)."""
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-        self.idle_timer = self.loop.call_later(self.gateway.keepalive, self._idle)
-
-    def _idle(self) -> None:
-        self.idle_timer = None
-        if not self.line and self.transport is not None:
+        if self.idle_since is not None and now - self.idle_since > keepalive and not self.line:
             self._close()
 
     def pause_reading(self, reason: str) -> None:

@@ -30,8 +30,22 @@ class Gateway:
         self.server = await loop.create_server(
             lambda: ClientProtocol(self), host, port, reuse_address=True, backlog=1024
         )
+        self.background(self._sweep_forever())
+
+    def sweep(self) -> None:
+        """Close idle client connections (one pass; the request path only stamps times)."""
+        now = asyncio.get_running_loop().time()
+        for connection in list(self.connections):
+            connection.close_if_idle(now, self.keepalive)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, self.keepalive / 2))
+            self.sweep()
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         if self.server is not None:
             self.server.close()
         for connection in list(self.connections):
