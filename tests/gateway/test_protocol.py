@@ -1,79 +1,12 @@
 """The gateway on raw bytes: mock transports on both sides, no sockets."""
 
 import asyncio
-import json
 
-import pytest
-
-from hearth.gateway import Backend, Gateway, Pool
+from hearth.gateway import Backend, Gateway, GatewayConfig, Pool
 from hearth.gateway.proxy import ClientProtocol
 from hearth.gateway.routes import RouteLimits
 from hearth.gateway.upstream import Upstream
-
-OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
-
-
-class FakeTransport:
-    def __init__(self, peer=("10.1.2.3", 5555)):
-        self.written = bytearray()
-        self.closed = False
-        self.reading = True
-        self.peer = peer
-
-    def write(self, data):
-        self.written += data
-
-    def close(self):
-        self.closed = True
-
-    def pause_reading(self):
-        self.reading = False
-
-    def resume_reading(self):
-        self.reading = True
-
-    def get_extra_info(self, name, default=None):
-        return self.peer if name == "peername" else default
-
-    def take(self):
-        data, self.written = bytes(self.written), bytearray()
-        return data
-
-
-class Setup:
-    def __init__(self, limits=None, upstreams=1, concurrency=4):
-        self.gateway = Gateway("localhost")
-        self.demands = 0
-        self.pool = Pool("hello", 1, limits or RouteLimits(), on_demand=self._demand)
-        self.gateway.set_pools("hello", [self.pool])
-        self.backend = Backend("hello@1#1", "/nonexistent.sock", concurrency)
-        self.upstreams = []
-        for _ in range(upstreams):
-            upstream = Upstream(self.backend)
-            upstream.connection_made(FakeTransport())
-            self.backend.idle.append(upstream)
-            self.upstreams.append(upstream)
-        self.pool.add(self.backend)
-        self.client = ClientProtocol(self.gateway)
-        self.transport = FakeTransport()
-        self.client.connection_made(self.transport)
-
-    def _demand(self, route):
-        self.demands += 1
-
-    def send(self, data):
-        self.client.data_received(data)
-
-    def upstream_got(self, n=0):
-        return self.upstreams[n].transport.take()
-
-    def reply(self, data, n=0):
-        self.upstreams[n].data_received(data)
-
-
-@pytest.fixture
-async def setup():
-    return Setup()
+from tests.gateway.fakes import OK, FakeTransport, Setup, error_body, later
 
 
 async def test_forwards_rewritten_head_and_raw_response(setup):
@@ -170,11 +103,6 @@ async def test_head_response_completes_without_body(setup):
     setup.upstream_got()
     setup.reply(OK)
     assert setup.transport.take().endswith(b"ok")
-
-
-def error_body(data):
-    head, _, body = data.partition(b"\r\n\r\n")
-    return head, json.loads(body)
 
 
 async def test_unknown_function_is_404_json_and_keeps_connection(setup):
@@ -313,24 +241,22 @@ async def test_weighted_pools_share_traffic():
 
 
 async def test_idle_connections_are_closed():
-    s = Setup()
-    s.gateway.keepalive = 0.05
+    s = Setup(config=GatewayConfig(keepalive=5))
     s.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
-    await asyncio.sleep(0.1)
-    s.gateway.sweep()
+    later(s, 10)
     assert not s.transport.closed  # a request in flight keeps it open
     s.reply(OK)
-    s.gateway.sweep()
+    later(s, 1)
     assert not s.transport.closed  # just finished: not idle yet
-    await asyncio.sleep(0.1)
-    s.gateway.sweep()
+    later(s, 10)
     assert s.transport.closed
 
 
-async def test_slow_headers_count_as_idle():
-    s = Setup()
-    s.gateway.keepalive = 0.05
+async def test_slow_headers_get_408_and_close():
+    s = Setup(config=GatewayConfig(header_timeout=5))
     s.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n")  # never finished
-    await asyncio.sleep(0.1)
-    s.gateway.sweep()
+    later(s, 1)
+    assert not s.transport.closed
+    later(s, 10)
+    assert s.transport.take().startswith(b"HTTP/1.1 408 ")
     assert s.transport.closed

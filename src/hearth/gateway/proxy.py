@@ -201,29 +201,36 @@ class Exchange:
         self.client.exchange_done(self, close=self.close_after or not reusable)
 
     def upstream_failed(self) -> None:
-        if self.finished:
-            return
-        if self.response_started:
-            self._release(False)
-            self.client.exchange_done(self, close=True)
-        else:
-            self.fail(502, "the function's instance closed the connection mid-request")
+        self.fail(502, "the function's instance closed the connection mid-request")
 
     def timed_out(self) -> None:
         self.timer = None
         if self.finished:
             return
+        if not self.body_done and not self.client.paused:
+            # The gateway is reading and the client is not sending: the client is slow,
+            # not the function. Nothing to recycle.
+            self.fail(408, "the request body did not arrive in time", close=True)
+            return
         pool, backend = self.pool, self.backend
-        if pool is not None and backend is not None and pool.on_timeout is not None:
+        if (
+            not self.response_started
+            and pool is not None
+            and backend is not None
+            and pool.on_timeout is not None
+        ):
             pool.on_timeout(pool, backend)  # a handler stuck past its timeout: recycle it
-        if self.response_started:
-            self._release(False)
-            self.client.exchange_done(self, close=True)
-        else:
-            timeout = self.pool.limits.timeout if self.pool else 0
-            self.fail(504, f"the function did not answer within {timeout:g}s")
+        timeout = pool.limits.timeout if pool is not None else 0
+        self.fail(504, f"the function did not answer within {timeout:g}s")
 
     def fail(self, status: int, message: str, close: bool = False) -> None:
+        """End this exchange with an error answer, or by closing if its response began."""
+        if self.finished:
+            return
+        if self.response_started:  # too late for an error page: end the connection
+            self._release(False)
+            self.client.exchange_done(self, close=True)
+            return
         close = close or self.close_after or not self.body_done
         self._release(False)
         self.client.write(error_response(status, message, self.name, close))
@@ -255,20 +262,43 @@ class Exchange:
             self.pool.dequeue(self)
 
 
+class Refused(Exception):
+    """Raised from a parser callback: the request is refused with `status`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Closed(Exception):
+    """Raised from a parser callback: the connection is closing, parse nothing more."""
+
+
 class ClientProtocol(asyncio.Protocol):
-    """One client connection: parse requests, run their exchanges in order."""
+    """One client connection: parse requests, run their exchanges in order.
+
+    Deadlines are not timers: the request path stamps times, and the gateway's sweep
+    (`check_deadlines`, once a second) ends connections that overstay.
+    """
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.config = gateway.config
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.peer = b""
         self.line: deque[Exchange] = deque()
-        self.current: Exchange | None = None
+        self.current: Exchange | None = None  # the exchange whose body is being read
         self.paused: set[str] = set()
         self.closing = False
         self.idle_since: float | None = None  # None while a request is being served
+        self.last_read = 0.0
+        self.in_head = False  # between a request's first byte and the end of its headers
+        self.head_started = 0.0
+        self.head_received = 0
+        self._head_bytes = 0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
 
@@ -279,17 +309,42 @@ class ClientProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0] if isinstance(peer, tuple) else "127.0.0.1").encode()
         self.gateway.connections.add(self)
-        self.idle_since = self.loop.time()
+        self.idle_since = self.last_read = self.loop.time()
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        self.last_read = self.loop.time()
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            refused = exc.__context__
+            if isinstance(refused, Refused):
+                self._reject(refused.status, refused.message)
+            elif not isinstance(refused, Closed):
+                raise
         except httptools.HttpParserUpgrade:
             self._reject(501, "protocol upgrades (WebSocket) are not supported yet")
-        except httptools.HttpParserError:
-            self._reject(400, "malformed HTTP request")
+        except httptools.HttpParserError as exc:
+            if not self.closing:  # else: bytes after a request that ended the connection
+                self._reject(400, f"malformed HTTP request: {exc}")
+        else:
+            if self.in_head:
+                # httptools keeps a header split across reads by copying it whole on every
+                # read: bound the head before that cost grows.
+                self.head_received += len(data)
+                if self.head_received > self.config.max_head:
+                    self._reject(431, self._too_large())
+                return
+            current = self.current
+            if (
+                current is not None
+                and current.error is not None
+                and not current.started
+                and self.line
+                and self.line[0] is current
+            ):
+                current.start()  # a known answer goes out now, not after an unneeded body
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -314,22 +369,40 @@ class ClientProtocol(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        if self.closing:  # closed by an earlier request in this same read
+            raise Closed
+        self.in_head = True
+        self.head_started = self.last_read
+        self.head_received = 0
+        self._head_bytes = 0
         self._url = b""
         self._headers = []
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > self.config.max_url:
+            raise Refused(
+                414, f"the request target is over the limit of {self.config.max_url} bytes"
+            )
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
+        self._head_bytes += len(name) + len(value) + 4
+        if len(self._headers) > self.config.max_headers:
+            raise Refused(431, f"more than {self.config.max_headers} header fields")
+        if self._head_bytes + len(self._url) > self.config.max_head:
+            raise Refused(431, self._too_large())
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         self.idle_since = None
         parser = self.parser
         method = parser.get_method()
         version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise Refused(505, f"HTTP/{version} is not supported: use HTTP/1.1")
         url = self._url
-        host = b""
+        host: bytes | None = None
         chunked = False
         length = -1
         parts = [b"%b %b HTTP/%b\r\n" % (method, url, version.encode())]
@@ -338,12 +411,15 @@ class ClientProtocol(asyncio.Protocol):
             if lname in DROP:
                 continue
             if lname == b"host":
+                if host is not None:
+                    raise Refused(400, "more than one Host header")
                 host = value
             elif lname == b"content-length":
                 length = int(value) if value.isdigit() else -1
             elif lname == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()
             parts.append(b"%b: %b\r\n" % (hname, value))
+        host = host or b""
         gateway = self.gateway
         name, by_path = route_name(host, url, gateway.domain)
         route = gateway.routes.get(name) if name else None
@@ -385,7 +461,8 @@ class ClientProtocol(asyncio.Protocol):
             self.pause_reading("pipeline")
         elif exchange.error is None or exchange.close_after:
             exchange.start()
-        # else: an error known now is sent once the body is read, to keep the connection
+        # else: an error known now is sent once this read is parsed, with the body if it
+        # came along (the connection stays open), without it otherwise (then it closes)
 
     def on_body(self, body: bytes) -> None:
         if self.current is not None:
@@ -398,7 +475,7 @@ class ClientProtocol(asyncio.Protocol):
             if not current.started and self.line and self.line[0] is current:
                 current.start()
 
-    # used by exchanges
+    # used by exchanges and the gateway
 
     def write(self, data: bytes) -> None:
         if self.transport is not None:
@@ -416,10 +493,26 @@ class ClientProtocol(asyncio.Protocol):
             self.resume_reading("pipeline")
             self.idle_since = self.loop.time()
 
-    def close_if_idle(self, now: float, keepalive: float) -> None:
-        """Close a connection that carried no request for `keepalive` seconds (a request
-        whose headers have not all arrived by then counts as none)."""
-        if self.idle_since is not None and now - self.idle_since > keepalive and not self.line:
+    def check_deadlines(self, now: float) -> None:
+        """End a connection whose headers, body or next request are overdue."""
+        if self.closing:
+            return
+        config = self.config
+        if self.in_head:
+            if now - self.head_started > config.header_timeout:
+                self._reject(
+                    408, f"the request headers did not arrive within {config.header_timeout:g}s"
+                )
+        elif self.current is not None:
+            if not self.paused and now - self.last_read > config.body_timeout:
+                self._reject(
+                    408, f"the request body stalled for more than {config.body_timeout:g}s"
+                )
+        elif (
+            self.idle_since is not None
+            and not self.line
+            and now - self.idle_since > config.keepalive
+        ):
             self._close()
 
     def pause_reading(self, reason: str) -> None:
@@ -432,11 +525,25 @@ class ClientProtocol(asyncio.Protocol):
             self.paused.discard(reason)
             if not self.paused and self.transport is not None:
                 self.transport.resume_reading()
+                self.last_read = self.loop.time()  # the body deadline counts from here
+
+    def _too_large(self) -> str:
+        return f"the request headers are over the limit of {self.config.max_head} bytes"
 
     def _reject(self, status: int, message: str) -> None:
-        if self.line:  # answer what is in flight first, then stop
+        """Refuse what the client sent: answer (after what is in flight), then close."""
+        self.closing = True  # read nothing more from this client
+        current, self.current = self.current, None
+        if current is not None and not current.finished:  # its body was being read
+            current.error = (status, message)
+            current.close_after = True
+            if current.started:
+                current.fail(status, message, close=True)
+            elif self.line and self.line[0] is current:
+                current.start()
+            return  # else it answers when it reaches the front of the line
+        if self.line:
             self.line[-1].close_after = True
-            self.closing = True
             return
         self.write(error_response(status, message, close=True))
         self._close()

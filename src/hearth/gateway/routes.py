@@ -190,10 +190,10 @@ def choose(pools: list[Pool], draw: float) -> Pool:
 def route_name(host: bytes | None, path: bytes, domain: bytes) -> tuple[str | None, bool]:
     """The function a request is for, and whether it came by path (/fn/<name>/...)."""
     if host:
-        hostname = host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
-        suffix = b"." + domain
+        hostname = (host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host).lower()
+        suffix = b"." + domain  # `domain` is lowercase
         if hostname.endswith(suffix) and len(hostname) > len(suffix):
-            return hostname[: -len(suffix)].decode("latin-1").lower(), False
+            return hostname[: -len(suffix)].decode("latin-1"), False
     if path.startswith(b"/fn/"):
         end = path.find(b"/", 4)
         name = path[4:] if end < 0 else path[4:end]

@@ -7,16 +7,19 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
+from hearth.gateway.config import GatewayConfig
 from hearth.gateway.proxy import ClientProtocol
 from hearth.gateway.routes import Backend, Pool, Route
+
+SWEEP = 1.0  # seconds between passes over the connections' deadlines
 
 
 class Gateway:
     """Routes requests to backends. The supervisor adds, drains and removes backends."""
 
-    def __init__(self, domain: str = "localhost", keepalive: float = 75.0) -> None:
-        self.domain = domain.encode()
-        self.keepalive = keepalive
+    def __init__(self, domain: str = "localhost", config: GatewayConfig | None = None) -> None:
+        self.domain = domain.lower().encode()
+        self.config = config or GatewayConfig()
         self.routes: dict[str, Route] = {}
         self.connections: set[ClientProtocol] = set()
         self.server: asyncio.Server | None = None
@@ -32,15 +35,16 @@ class Gateway:
         )
         self.background(self._sweep_forever())
 
-    def sweep(self) -> None:
-        """Close idle client connections (one pass; the request path only stamps times)."""
-        now = asyncio.get_running_loop().time()
+    def sweep(self, now: float | None = None) -> None:
+        """End connections past a deadline (one pass; the request path only stamps times)."""
+        if now is None:
+            now = asyncio.get_running_loop().time()
         for connection in list(self.connections):
-            connection.close_if_idle(now, self.keepalive)
+            connection.check_deadlines(now)
 
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(min(5.0, self.keepalive / 2))
+            await asyncio.sleep(SWEEP)
             self.sweep()
 
     async def close(self) -> None:
