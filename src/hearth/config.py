@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from hearth.gateway.config import GatewayConfig
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,8 @@ class DaemonConfig:
     api_port: int = 8081
     domain: str = "localhost"
     max_bundle: int = 50 * 1000**2
+    index_url: str | None = None  # the package index environments are built from
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
     @property
     def gateway_url(self) -> str:

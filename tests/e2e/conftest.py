@@ -19,8 +19,9 @@ EXAMPLES = ROOT / "examples"
 
 
 class Daemon:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *args: str) -> None:
         self.data_dir = data_dir
+        self.args = args  # extra `hearth up` options
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-daemon.log"
 
@@ -57,6 +58,7 @@ class Daemon:
                 "0",
                 "--api-port",
                 "0",
+                *self.args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

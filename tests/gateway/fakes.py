@@ -11,8 +11,10 @@ OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 
 
 class FakeTransport:
-    def __init__(self, peer=("10.1.2.3", 5555)):
+    def __init__(self, peer=("10.1.2.3", 5555), eof=False):
         self.written = bytearray()
+        self.eof = eof  # supports half-close (TCP)
+        self.eof_written = False
         self.closed = False
         self.reading = True
         self.peer = peer
@@ -22,6 +24,12 @@ class FakeTransport:
 
     def close(self):
         self.closed = True
+
+    def can_write_eof(self):
+        return self.eof
+
+    def write_eof(self):
+        self.eof_written = True
 
     def pause_reading(self):
         self.reading = False

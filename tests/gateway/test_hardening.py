@@ -1,11 +1,14 @@
 """Hostile and broken clients on raw bytes: every one gets a clear answer or a close, at once
 or by a deadline, and none of them costs a healthy instance anything."""
 
+import asyncio
+
 import pytest
 
 from hearth.gateway import GatewayConfig
+from hearth.gateway.proxy import LINGER
 from hearth.gateway.routes import RouteLimits
-from tests.gateway.fakes import OK, Setup, error_body, later
+from tests.gateway.fakes import OK, FakeTransport, Setup, error_body, later
 
 
 def status_of(data: bytes) -> int:
@@ -237,3 +240,19 @@ async def test_nothing_is_parsed_or_answered_after_a_closing_answer(setup):
     assert out.index(b"connection: close") > out.rindex(b"HTTP/1.1 404 ")
     assert setup.transport.closed
     assert setup.upstream_got() == b""
+
+
+async def test_refused_client_still_sending_gets_a_half_close_then_a_close(setup):
+
+    transport = FakeTransport(eof=True)
+    setup.client.connection_made(transport)
+    setup.client.pause_reading("buffer")
+    setup.send(b"POST /fn/nope/ HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+    assert status_of(transport.take()) == 404
+    assert transport.eof_written  # the answer goes out whole
+    assert transport.reading  # what the client still sends is read and dropped
+    assert not transport.closed
+    setup.send(b"x" * 1000)
+    assert transport.take() == b""
+    await asyncio.sleep(LINGER + 0.2)
+    assert transport.closed

@@ -52,11 +52,38 @@ def up(
     domain: Annotated[
         str, typer.Option(envvar="HEARTH_DOMAIN", help="Functions answer on NAME.DOMAIN.")
     ] = "localhost",
+    index_url: Annotated[
+        str | None,
+        typer.Option(envvar="HEARTH_INDEX_URL", help="Package index for requirements.txt."),
+    ] = None,
+    max_header_size: Annotated[
+        str, typer.Option(envvar="HEARTH_MAX_HEADER_SIZE", help="Request line + headers (431).")
+    ] = "64KiB",
+    header_timeout: Annotated[
+        str, typer.Option(envvar="HEARTH_HEADER_TIMEOUT", help="To receive headers (408).")
+    ] = "10s",
+    body_timeout: Annotated[
+        str, typer.Option(envvar="HEARTH_BODY_TIMEOUT", help="Longest body stall (408).")
+    ] = "30s",
+    keepalive: Annotated[
+        str, typer.Option(envvar="HEARTH_KEEPALIVE", help="Idle client connections close.")
+    ] = "75s",
 ) -> None:
     """Run the daemon in the foreground (gateway, API, instances)."""
     from hearth.config import DaemonConfig
     from hearth.daemon.main import DaemonError, run
+    from hearth.gateway import GatewayConfig
+    from hearth.units import parse_duration, parse_size
 
+    try:
+        gateway = GatewayConfig(
+            max_head=parse_size(max_header_size),
+            header_timeout=parse_duration(header_timeout),
+            body_timeout=parse_duration(body_timeout),
+            keepalive=parse_duration(keepalive),
+        )
+    except ValueError as exc:
+        raise ClientError(f"hearth up: {exc}") from exc
     config = DaemonConfig(
         data_dir=data_dir(data).resolve(),
         host=host,
@@ -64,6 +91,8 @@ def up(
         api_host=api_host,
         api_port=api_port,
         domain=domain,
+        index_url=index_url,
+        gateway=gateway,
     )
     try:
         run(config, deploy or [])

@@ -8,6 +8,7 @@ import fcntl
 import json
 import logging
 import os
+import resource
 import shutil
 import signal
 import tempfile
@@ -76,16 +77,28 @@ def run_dir_for(data_dir: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="hearth-"))
 
 
+def raise_open_files_limit() -> int:
+    """Every client, instance connection and pipe is a descriptor: take what the host allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 async def serve(
     config: DaemonConfig, deploy: list[Path], say: Callable[[str], None] = print
 ) -> None:
     data_dir = config.data_dir
     lock = lock_data_dir(data_dir)
+    open_files = raise_open_files_limit()
+    log.info("open files limit %d", open_files)
     store = Store(data_dir / "hearth.db")
     ensure_token(data_dir, store)
     logs = LogBook(data_dir / "logs")
     run_dir = run_dir_for(data_dir)
-    gateway = Gateway(config.domain)
+    gateway = Gateway(config.domain, config.gateway)
     supervisor = Supervisor(run_dir, logs)
     functions = Functions(
         config,

@@ -37,6 +37,7 @@ DROP = frozenset(
     }
 )
 BODY_BUFFER = 256 * 1024
+LINGER = 2.0  # seconds a refused client may go on sending before the connection closes
 
 
 class Exchange:
@@ -234,7 +235,7 @@ class Exchange:
         close = close or self.close_after or not self.body_done
         self._release(False)
         self.client.write(error_response(status, message, self.name, close))
-        self.client.exchange_done(self, close=close)
+        self.client.exchange_done(self, close=close, linger=not self.body_done)
 
     def client_lost(self) -> None:
         self._release(False)
@@ -481,11 +482,11 @@ class ClientProtocol(asyncio.Protocol):
         if self.transport is not None:
             self.transport.write(data)
 
-    def exchange_done(self, exchange: Exchange, close: bool) -> None:
+    def exchange_done(self, exchange: Exchange, close: bool, linger: bool = False) -> None:
         if self.line and self.line[0] is exchange:
             self.line.popleft()
         if close:
-            self._close()
+            self._close(linger)
             return
         if self.line:
             self.line[0].start()
@@ -546,12 +547,22 @@ class ClientProtocol(asyncio.Protocol):
             self.line[-1].close_after = True
             return
         self.write(error_response(status, message, close=True))
-        self._close()
+        self._close(linger=True)
 
-    def _close(self) -> None:
+    def _close(self, linger: bool = False) -> None:
+        """Close; with `linger`, the client may still be sending: half-close so the answer
+        is delivered, and drop what it sends for a moment (closing with unread input would
+        reset the connection and could destroy the answer in flight)."""
         self.closing = True
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is not None:
+            if linger and transport.can_write_eof():
+                transport.write_eof()
+                self.paused.clear()
+                transport.resume_reading()
+                self.loop.call_later(LINGER, transport.close)
+            else:
+                transport.close()
         for exchange in self.line:
             exchange.client_lost()
         self.line.clear()
