@@ -1,17 +1,36 @@
-"""A function's settings: `hearth.toml` parsed and validated once into typed values."""
+"""A function's settings: `hearth.toml` parsed and validated once into typed values.
+
+Each setting is declared once, on its dataclass field: the default, and in the field's
+metadata a `Rule` (kind and allowed range). One generic parser reads every section from
+those declarations, so a new setting needs one line and is validated like the others.
+"""
 
 from __future__ import annotations
 
+import itertools
+import json
+import math
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
-from hearth.units import parse_duration, parse_size
+from hearth.units import format_duration, format_size, parse_duration, parse_size
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 ENTRYPOINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENV_RESERVED_PREFIX = "HEARTH_"
+MAX_ENV_KEYS = 1000
+MAX_ENV_VALUE = 32 * 1024
+MAX_TOML = 1024**2
+NAME_HINT = "use lowercase letters, digits and '-', starting with a letter (at most 63 characters)"
+_TOP_KEYS = ("name", "entrypoint", "scale", "limits", "env")
+_RULE = "hearth.rule"
+_SHOWN = 40
+
+Kind = Literal["int", "duration", "size"]
 
 
 class SpecError(ValueError):
@@ -19,21 +38,74 @@ class SpecError(ValueError):
 
 
 @dataclass(frozen=True)
+class Rule:
+    """How one setting is read from hearth.toml, and the values it allows."""
+
+    kind: Kind
+    low: float
+    high: float
+    low_text: str
+    high_text: str
+
+    def read(self, raw: object) -> int | float:
+        """The value in base units (seconds, bytes); ValueError if not allowed."""
+        value: int | float
+        if self.kind == "int":
+            if isinstance(raw, bool) or not isinstance(raw, int):
+                raise ValueError("not a whole number")
+            value = raw
+        elif self.kind == "duration":
+            value = parse_duration(raw)
+        else:
+            value = parse_size(raw)
+        if not self.low <= value <= self.high:
+            raise ValueError("out of range")
+        return value
+
+    def describe(self, default: object) -> str:
+        if self.kind == "int":
+            noun, example = "a whole number", str(default)
+        elif self.kind == "duration":
+            assert isinstance(default, int | float)
+            noun, example = "a duration", f'"{format_duration(default)}"'
+        else:
+            assert isinstance(default, int)
+            noun, example = "a size", f'"{format_size(default)}"'
+        return f"must be {noun} from {self.low_text} to {self.high_text} (e.g. {example})"
+
+
+def _whole(low: int, high: int) -> dict[str, Rule]:
+    return {_RULE: Rule("int", low, high, str(low), str(high))}
+
+
+def _duration(low: str, high: str) -> dict[str, Rule]:
+    return {_RULE: Rule("duration", parse_duration(low), parse_duration(high), low, high)}
+
+
+def _size(low: str, high: str) -> dict[str, Rule]:
+    return {_RULE: Rule("size", parse_size(low), parse_size(high), low, high)}
+
+
+@dataclass(frozen=True)
 class Scale:
-    min: int = 1
-    max: int = 8
-    concurrency: int = 32
-    idle: float = 300.0
-    queue: int = 256
+    min: int = field(default=1, metadata=_whole(0, 1000))
+    max: int = field(default=8, metadata=_whole(1, 1000))
+    concurrency: int = field(default=32, metadata=_whole(1, 10_000))
+    idle: float = field(default=300.0, metadata=_duration("1s", "7d"))
+    queue: int = field(default=256, metadata=_whole(0, 100_000))
 
 
 @dataclass(frozen=True)
 class Limits:
-    timeout: float = 30.0
-    body: int = 10 * 1000**2
-    memory: int = 256 * 1024**2
-    drain: float = 30.0
-    liveness: float = 10.0
+    timeout: float = field(default=30.0, metadata=_duration("100ms", "24h"))
+    body: int = field(default=10 * 1000**2, metadata=_size("0", "1GiB"))
+    memory: int = field(default=256 * 1024**2, metadata=_size("16MiB", "1TiB"))
+    drain: float = field(default=30.0, metadata=_duration("0s", "1h"))
+    # Instances send a heartbeat every second: below 2s one late beat would kill them.
+    liveness: float = field(default=10.0, metadata=_duration("2s", "1h"))
+
+
+_Section = TypeVar("_Section", Scale, Limits)
 
 
 @dataclass(frozen=True)
@@ -49,119 +121,230 @@ class FunctionSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FunctionSpec:
-        """Rebuild a spec stored by `to_dict` (already validated)."""
+        """Rebuild a spec stored by `to_dict`: trusted, so not validated again.
+
+        Values stored by older versions stay loadable even where today's ranges are
+        narrower; keys this version does not know are ignored.
+        """
         return cls(
             name=data["name"],
             entrypoint=data.get("entrypoint"),
-            scale=Scale(**data.get("scale", {})),
-            limits=Limits(**data.get("limits", {})),
+            scale=Scale(**_known(Scale, data.get("scale", {}))),
+            limits=Limits(**_known(Limits, data.get("limits", {}))),
             env=dict(data.get("env", {})),
         )
 
 
 def folder_name(folder: Path) -> str:
-    """The function name for a folder: `name` in its hearth.toml, else the folder's name."""
-    toml = folder / "hearth.toml"
-    if toml.is_file():
-        try:
-            name = tomllib.loads(toml.read_text()).get("name")
-        except (tomllib.TOMLDecodeError, OSError):
-            name = None
-        if isinstance(name, str):
-            return name
-    return folder.resolve().name.lower().replace("_", "-")
+    """The function name for a folder: a valid `name` in its hearth.toml, else the folder's.
+
+    Never raises: the CLI calls it before anything is validated, and a broken hearth.toml
+    is reported with its reason by the deploy itself.
+    """
+    name = _name_in(folder / "hearth.toml")
+    if name is not None:
+        return name
+    try:
+        base = folder.resolve().name
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+        base = folder.name
+    return base.lower().replace("_", "-")
 
 
 def check_name(name: str) -> str:
-    if not NAME.match(name):
-        raise SpecError(
-            f"invalid function name {name!r}: use lowercase letters, digits and '-', "
-            "starting with a letter (at most 63 characters)"
-        )
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise SpecError(f"invalid function name {_show(name)}: {NAME_HINT}")
     return name
 
 
-def parse_spec(text: str | None, default_name: str) -> FunctionSpec:
+def parse_spec(text: str | bytes | None, default_name: str) -> FunctionSpec:
     """Validate the text of hearth.toml (None when the folder has none)."""
-    try:
-        data = tomllib.loads(text) if text else {}
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"hearth.toml is not valid TOML: {exc}") from exc
-    known = {"name", "entrypoint", "scale", "limits", "env"}
-    unknown = set(data) - known
-    if unknown:
-        raise SpecError(f"hearth.toml: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-    name = check_name(str(data.get("name", default_name)))
+    data = _load(text)
+    _only_known(data, "hearth.toml", _TOP_KEYS)
+    name = data.get("name", default_name)
+    if "name" in data:
+        if not isinstance(name, str):
+            raise SpecError(f'hearth.toml name = {_show(name)}: must be a string, e.g. "visits"')
+        if not NAME.fullmatch(name):
+            raise SpecError(f"hearth.toml name = {_show(name)}: invalid function name: {NAME_HINT}")
+    check_name(name)
     entrypoint = data.get("entrypoint")
     if entrypoint is not None and not (
-        isinstance(entrypoint, str) and ENTRYPOINT.match(entrypoint)
+        isinstance(entrypoint, str) and ENTRYPOINT.fullmatch(entrypoint)
     ):
-        raise SpecError(f"hearth.toml: entrypoint {entrypoint!r} must look like 'module:attribute'")
-    scale = _scale(_table(data, "scale"))
-    limits = _limits(_table(data, "limits"))
-    env = _table(data, "env")
-    for key, value in env.items():
-        if not isinstance(value, str | int | float | bool):
-            raise SpecError(f"hearth.toml: [env] {key} must be a string or number")
-    env_str = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in env.items()}
-    return FunctionSpec(name=name, entrypoint=entrypoint, scale=scale, limits=limits, env=env_str)
-
-
-def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        raise SpecError(f"hearth.toml: [{key}] must be a table")
-    return value
-
-
-def _scale(table: dict[str, Any]) -> Scale:
-    _only(table, "scale", {"min", "max", "concurrency", "idle", "queue"})
-    d = Scale()
-    try:
-        scale = Scale(
-            min=_int(table, "min", d.min, "scale"),
-            max=_int(table, "max", d.max, "scale"),
-            concurrency=_int(table, "concurrency", d.concurrency, "scale"),
-            idle=parse_duration(table.get("idle", d.idle)),
-            queue=_int(table, "queue", d.queue, "scale"),
+        raise SpecError(
+            f"hearth.toml entrypoint = {_show(entrypoint)}: must look like "
+            '"module:attribute", e.g. "main:app"'
         )
-    except ValueError as exc:
-        raise SpecError(f"hearth.toml [scale]: {exc}") from exc
-    if scale.min < 0 or scale.max < 1 or scale.min > scale.max:
-        raise SpecError("hearth.toml [scale]: need 0 <= min <= max and max >= 1")
-    if scale.concurrency < 1 or scale.queue < 0:
-        raise SpecError("hearth.toml [scale]: concurrency must be >= 1 and queue >= 0")
-    return scale
-
-
-def _limits(table: dict[str, Any]) -> Limits:
-    _only(table, "limits", {"timeout", "body", "memory", "drain", "liveness"})
-    d = Limits()
-    try:
-        limits = Limits(
-            timeout=parse_duration(table.get("timeout", d.timeout)),
-            body=parse_size(table.get("body", d.body)),
-            memory=parse_size(table.get("memory", d.memory)),
-            drain=parse_duration(table.get("drain", d.drain)),
-            liveness=parse_duration(table.get("liveness", d.liveness)),
+    scale = _section(Scale, data, "scale")
+    if scale.min > scale.max:
+        implicit = "" if "max" in data.get("scale", {}) else " (the default)"
+        raise SpecError(
+            f"hearth.toml [scale] min = {scale.min} is more than max = {scale.max}{implicit}: "
+            "need min <= max"
         )
-    except ValueError as exc:
-        raise SpecError(f"hearth.toml [limits]: {exc}") from exc
-    if limits.timeout <= 0 or limits.body < 0 or limits.drain < 0:
-        raise SpecError("hearth.toml [limits]: timeout must be > 0, body and drain >= 0")
-    if limits.liveness < 2:
-        raise SpecError("hearth.toml [limits]: liveness must be at least 2s (heartbeats are 1s)")
-    return limits
+    limits = _section(Limits, data, "limits")
+    env = _env(data.get("env", {}))
+    return FunctionSpec(name=name, entrypoint=entrypoint, scale=scale, limits=limits, env=env)
 
 
-def _only(table: dict[str, Any], name: str, keys: set[str]) -> None:
-    unknown = set(table) - keys
+def _load(text: str | bytes | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    if isinstance(text, bytes):
+        if len(text) > MAX_TOML:
+            raise SpecError(f"hearth.toml is {len(text)} bytes; at most 1MiB is allowed")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError(
+                f"hearth.toml is not UTF-8 text (byte {exc.start} is invalid); save it as UTF-8"
+            ) from exc
+    if len(text) > MAX_TOML:
+        raise SpecError(f"hearth.toml is {len(text)} characters; at most 1MiB is allowed")
+    try:
+        return tomllib.loads(text.removeprefix("\ufeff"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"hearth.toml is not valid TOML: {exc}") from exc
+    except ValueError as exc:  # tomllib lets this through for integers over 4300 digits
+        raise SpecError("hearth.toml is not valid TOML: a number has too many digits") from exc
+    except RecursionError as exc:
+        raise SpecError("hearth.toml is not valid TOML: arrays or tables nest too deeply") from exc
+
+
+def _section(cls: type[_Section], data: dict[str, Any], section: str) -> _Section:
+    """One [section] read through the rules declared on `cls`'s fields."""
+    table = data.get(section, {})
+    if not isinstance(table, dict):
+        raise SpecError(
+            f"hearth.toml {section} = {_show(table)}: must be a table: a [{section}] line "
+            "followed by key = value lines"
+        )
+    declared = {f.name: f for f in fields(cls)}
+    _only_known(table, f"hearth.toml [{section}]", tuple(declared))
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        rule: Rule = declared[key].metadata[_RULE]
+        try:
+            values[key] = rule.read(raw)
+        except ValueError as exc:
+            raise SpecError(
+                f"hearth.toml [{section}] {key} = {_show(raw)}: "
+                f"{rule.describe(declared[key].default)}"
+            ) from exc
+    return cls(**values)
+
+
+def _env(table: object) -> dict[str, str]:
+    if not isinstance(table, dict):
+        raise SpecError(
+            f"hearth.toml env = {_show(table)}: must be a table: an [env] line followed by "
+            'NAME = "value" lines'
+        )
+    if len(table) > MAX_ENV_KEYS:
+        raise SpecError(
+            f"hearth.toml [env] has {len(table)} variables; at most {MAX_ENV_KEYS} are allowed"
+        )
+    env: dict[str, str] = {}
+    for key, raw in table.items():
+        where = f"hearth.toml [env] {_key(key)}"
+        if not ENV_KEY.fullmatch(key):
+            raise SpecError(
+                f"{where}: a variable name holds only letters, digits and '_' and does not "
+                "start with a digit (e.g. GREETING)"
+            )
+        if key.startswith(ENV_RESERVED_PREFIX):
+            raise SpecError(
+                f"{where}: names starting with {ENV_RESERVED_PREFIX} are reserved for the "
+                "platform; choose another name"
+            )
+        value = _env_value(raw)
+        if value is None:
+            raise SpecError(
+                f"{where} = {_show(raw)}: must be a string, a finite number or true/false "
+                '(e.g. "hello")'
+            )
+        if "\0" in value:
+            raise SpecError(
+                f"{where} = {_show(raw)}: contains a NUL character, which an environment "
+                "variable cannot hold"
+            )
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > MAX_ENV_VALUE:
+            raise SpecError(
+                f"{where}: the value is {size} bytes; at most 32KiB ({MAX_ENV_VALUE}) is allowed"
+            )
+        env[key] = value
+    return env
+
+
+def _env_value(raw: object) -> str | None:
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    if isinstance(raw, int):
+        return str(raw)
+    if isinstance(raw, float) and math.isfinite(raw):
+        return str(raw)
+    return None
+
+
+def _only_known(table: dict[str, Any], where: str, known: tuple[str, ...]) -> None:
+    unknown = [key for key in table if key not in known]
     if unknown:
-        raise SpecError(f"hearth.toml [{name}]: unknown key(s) {sorted(unknown)}")
+        shown = ", ".join(_key(key) for key in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        plural = "s" if len(unknown) > 1 else ""
+        raise SpecError(f"{where}: unknown key{plural} {shown}; known: {', '.join(sorted(known))}")
 
 
-def _int(table: dict[str, Any], key: str, default: int, section: str) -> int:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"hearth.toml [{section}]: {key} must be a whole number")
-    return value
+def _known(cls: type[_Section], stored: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in stored.items() if key in names}
+
+
+def _name_in(toml: Path) -> str | None:
+    """`name` from a hearth.toml when it is readable, valid and a valid name; else None."""
+    try:
+        if not toml.is_file():  # also keeps a FIFO from blocking the read
+            return None
+        with toml.open("rb") as file:
+            raw = file.read(MAX_TOML + 1)
+        data = _load(raw)
+    except (OSError, SpecError):
+        return None
+    name = data.get("name")
+    return name if isinstance(name, str) and NAME.fullmatch(name) else None
+
+
+def _key(key: str) -> str:
+    """A key as it would be written in TOML: bare when it can be, quoted otherwise."""
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", key):
+        return key
+    return _show(key)
+
+
+def _show(value: object, depth: int = 0) -> str:
+    """A value as it would be written in TOML, shortened: error messages echo user input."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        clipped = json.dumps(value[:_SHOWN])  # quoted, control characters escaped
+        return clipped + ("..." if len(value) > _SHOWN else "")
+    if isinstance(value, int):
+        return str(value) if value.bit_length() <= 128 else "a number of more than 38 digits"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    if isinstance(value, list | dict) and value and depth >= 2:
+        return "[...]" if isinstance(value, list) else "{ ... }"
+    if isinstance(value, list):
+        inner = ", ".join(_show(item, depth + 1) for item in value[:3])
+        return f"[{inner}{', ...' if len(value) > 3 else ''}]"
+    if isinstance(value, dict):
+        items = list(itertools.islice(value.items(), 4))
+        inner = ", ".join(f"{_key(str(k))} = {_show(v, depth + 1)}" for k, v in items[:3])
+        return f"{{ {inner}{', ...' if len(items) > 3 else ''} }}" if inner else "{}"
+    isoformat = getattr(value, "isoformat", None)  # TOML dates and times
+    if callable(isoformat):
+        return str(isoformat())
+    return repr(value)[:_SHOWN]

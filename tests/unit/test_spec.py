@@ -1,6 +1,12 @@
-import pytest
+import json
+import math
+import os
 
-from hearth.spec import FunctionSpec, SpecError, parse_spec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hearth.spec import FunctionSpec, Limits, Scale, SpecError, check_name, folder_name, parse_spec
 from hearth.units import parse_duration, parse_size
 
 
@@ -77,12 +83,366 @@ PORT = 5
         ("colour = 'red'", "unknown key"),
         ("[scale]\nmin = 3\nmax = 2", "min <= max"),
         ("[scale]\nconcurrency = 'many'", "whole number"),
-        ("[limits]\ntimeout = 'soon'", "not a duration"),
+        ("[limits]\ntimeout = 'soon'", "must be a duration"),
         ("entrypoint = 'no colon'", "module:attribute"),
-        ("[env]\nX = [1]", "string or number"),
+        ("[env]\nX = [1]", "must be a string, a finite number or true/false"),
         ("this is not toml", "not valid TOML"),
     ],
 )
 def test_invalid_hearth_toml_says_what_is_wrong(text, message):
     with pytest.raises(SpecError, match=message):
         parse_spec(text, "ok")
+
+
+def spec_of(section, lines):
+    return parse_spec(f"[{section}]\n{lines}\n", "ok")
+
+
+# section, key, (lowest accepted, value), (highest accepted, value), refused just past each edge
+EDGES = [
+    ("scale", "min", ("0", 0), ("1000", 1000), ["-1", "1001"]),
+    ("scale", "max", ("1", 1), ("1000", 1000), ["0", "1001"]),
+    ("scale", "concurrency", ("1", 1), ("10000", 10000), ["0", "10001"]),
+    ("scale", "idle", ('"1s"', 1.0), ('"7d"', 604800.0), ['"999ms"', "0.999", '"169h"', "604801"]),
+    ("scale", "queue", ("0", 0), ("100000", 100000), ["-1", "100001"]),
+    ("limits", "timeout", ('"100ms"', 0.1), ('"24h"', 86400.0), ['"99ms"', "0.09", '"86401s"']),
+    ("limits", "body", ("0", 0), ('"1GiB"', 2**30), ["-1", str(2**30 + 1), '"1.1GiB"']),
+    ("limits", "memory", ('"16MiB"', 2**24), ('"1TiB"', 2**40), [str(2**24 - 1), str(2**40 + 1)]),
+    ("limits", "drain", ('"0s"', 0.0), ('"1h"', 3600.0), ["-1", '"3601s"', '"61m"']),
+    ("limits", "liveness", ('"2s"', 2.0), ('"1h"', 3600.0), ['"1999ms"', "1.999", '"3601s"']),
+]
+# min may only reach 1000 when max does too
+CONTEXT = {("scale", "min"): "max = 1000\n"}
+
+
+@pytest.mark.parametrize(("section", "key", "low", "high", "past"), EDGES)
+def test_each_setting_accepts_its_edges(section, key, low, high, past):
+    for text, value in (low, high):
+        spec = spec_of(section, CONTEXT.get((section, key), "") + f"{key} = {text}")
+        assert getattr(getattr(spec, section), key) == value
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "text"),
+    [(section, key, text) for section, key, _, _, past in EDGES for text in past],
+)
+def test_each_setting_refuses_values_past_its_edges(section, key, text):
+    with pytest.raises(SpecError, match=rf"^hearth\.toml \[{section}\] {key} = .*: must be a "):
+        spec_of(section, CONTEXT.get((section, key), "") + f"{key} = {text}")
+
+
+BAD_FOR_EVERY_KIND = [
+    "nan",
+    "inf",
+    "-inf",
+    "true",
+    "false",
+    "[1]",
+    "[]",
+    "{ a = 1 }",
+    "1979-05-27",
+    "-1",
+]
+FIELDS = [(section, key) for section, key, *_ in EDGES]
+
+
+@pytest.mark.parametrize(("section", "key"), FIELDS)
+@pytest.mark.parametrize("text", BAD_FOR_EVERY_KIND)
+def test_nan_inf_bool_list_table_date_negative_are_refused(section, key, text):
+    with pytest.raises(SpecError, match=rf"\[{section}\] {key} = "):
+        spec_of(section, f"{key} = {text}")
+
+
+@pytest.mark.parametrize(("section", "key"), FIELDS)
+def test_a_sub_table_where_a_value_belongs_is_refused(section, key):
+    with pytest.raises(SpecError, match=rf"\[{section}\] {key} = \{{ x = 1 \}}: must be"):
+        parse_spec(f"[{section}.{key}]\nx = 1\n", "ok")
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "text"),
+    [
+        ("scale", "min", "1.0"),
+        ("scale", "max", "2.5"),
+        ("scale", "concurrency", "1e3"),
+        ("scale", "queue", "10.0"),
+        ("limits", "body", "1.5"),
+        ("limits", "body", "1e6"),
+        ("limits", "memory", "268435456.0"),
+    ],
+)
+def test_floats_are_refused_for_whole_numbers_and_sizes(section, key, text):
+    with pytest.raises(SpecError, match=r"must be a (whole number|size)"):
+        spec_of(section, f"{key} = {text}")
+
+
+def test_sizes_may_be_fractional_with_a_unit_and_durations_in_seconds():
+    assert spec_of("limits", 'body = "1.5MB"').limits.body == 1_500_000
+    assert spec_of("limits", "timeout = 2.5").limits.timeout == 2.5
+    assert spec_of("scale", "idle = 60").scale.idle == 60.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[limits]\ntimeout = nan",
+            'hearth.toml [limits] timeout = nan: must be a duration from 100ms to 24h (e.g. "30s")',
+        ),
+        (
+            "[limits]\nmemory = -1",
+            'hearth.toml [limits] memory = -1: must be a size from 16MiB to 1TiB (e.g. "256MiB")',
+        ),
+        (
+            "[limits]\nbody = 1.5",
+            'hearth.toml [limits] body = 1.5: must be a size from 0 to 1GiB (e.g. "10MB")',
+        ),
+        (
+            "[scale]\nidle = [1]",
+            'hearth.toml [scale] idle = [1]: must be a duration from 1s to 7d (e.g. "5m")',
+        ),
+        (
+            "[scale]\nmin = true",
+            "hearth.toml [scale] min = true: must be a whole number from 0 to 1000 (e.g. 1)",
+        ),
+        (
+            "[scale]\nmin = 5\nmax = 1",
+            "hearth.toml [scale] min = 5 is more than max = 1: need min <= max",
+        ),
+        (
+            "[scale]\nmin = 9",
+            "hearth.toml [scale] min = 9 is more than max = 8 (the default): need min <= max",
+        ),
+    ],
+)
+def test_exact_messages(text, message):
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "ok")
+    assert str(info.value) == message
+
+
+def test_long_bad_values_are_shortened_in_messages():
+    with pytest.raises(SpecError) as info:
+        spec_of("limits", f'timeout = "{"9" * 100_000}"')
+    assert len(str(info.value)) < 200
+
+
+@pytest.mark.parametrize(
+    ("section", "text"),
+    [("scale", "scale = 3"), ("limits", "limits = [1]"), ("env", 'env = "A=1"')],
+)
+def test_sections_must_be_tables(section, text):
+    with pytest.raises(SpecError, match=rf"hearth\.toml {section} = .*: must be a table"):
+        parse_spec(text, "ok")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name = 5", 'name = 5: must be a string, e.g. "visits"'),
+        ('name = "ok\\n"', "invalid function name"),
+        ('name = "Bad_Name"', "invalid function name"),
+        ("entrypoint = 5", "must look like"),
+        ('entrypoint = "main:app\\n"', "must look like"),
+        ('entrypoint = "main"', "must look like"),
+        (
+            "[scale]\nfoo = 1\nbar = 2",
+            "unknown keys foo, bar; known: concurrency, idle, max, min, queue",
+        ),
+        ("a = " + "1" * 5000, "not valid TOML: a number has too many digits"),
+        ("a = " + "[" * 5000 + "]" * 5000, "not valid TOML: arrays or tables nest too deeply"),
+        ("# " + "x" * (1024**2), "at most 1MiB"),
+    ],
+)
+def test_top_level_keys_are_checked(text, message):
+    with pytest.raises(SpecError, match=message.replace("(", r"\(")):
+        parse_spec(text, "ok")
+
+
+def test_default_name_is_checked_too():
+    with pytest.raises(SpecError, match="invalid function name"):
+        parse_spec(None, "Not A Name")
+    with pytest.raises(SpecError, match="invalid function name"):
+        check_name("ok\n")
+    assert check_name("a" * 63) == "a" * 63
+    with pytest.raises(SpecError):
+        check_name("a" * 64)
+
+
+def test_bytes_are_decoded_and_a_bom_is_ignored():
+    assert parse_spec('\ufeffname = "bom"'.encode(), "ok").name == "bom"
+    with pytest.raises(SpecError, match="not UTF-8"):
+        parse_spec(b'name = "\xff"', "ok")
+
+
+@pytest.mark.parametrize(
+    ("toml", "env"),
+    [
+        ('_X = "a"', {"_X": "a"}),
+        ("a1 = 1", {"a1": "1"}),
+        ("F = 1.5", {"F": "1.5"}),
+        ("B = false", {"B": "false"}),
+        ('HEARTHX = ""', {"HEARTHX": ""}),
+        ('hearth_lower = "x"', {"hearth_lower": "x"}),
+        ('UNICODE = "h\u00e9"', {"UNICODE": "h\u00e9"}),
+        (f'BIG = "{"x" * 32 * 1024}"', {"BIG": "x" * 32 * 1024}),
+    ],
+)
+def test_env_accepts(toml, env):
+    assert parse_spec(f"[env]\n{toml}\n", "ok").env == env
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('"1X" = "a"', "a variable name holds only letters, digits and '_'"),
+        ('"X-Y" = "a"', "a variable name"),
+        ('"X Y" = "a"', "a variable name"),
+        ('"" = "a"', "a variable name"),
+        ('"X=Y" = "a"', "a variable name"),
+        ('"\u00c9T\u00c9" = "a"', "a variable name"),
+        ('HEARTH_TOKEN = "mine"', "reserved for the platform"),
+        ("X = nan", "must be a string, a finite number or true/false"),
+        ("X = inf", "must be a string, a finite number or true/false"),
+        ("X = [1]", "must be a string, a finite number or true/false"),
+        ("X = { a = 1 }", "must be a string, a finite number or true/false"),
+        ("X = 1979-05-27", "must be a string, a finite number or true/false"),
+        ('X = "a\\u0000b"', "NUL character"),
+        (f'X = "{"x" * (32 * 1024 + 1)}"', "at most 32KiB"),
+        ("X = " + json.dumps("\u00e9" * (16 * 1024 + 1)), "the value is 32770 bytes"),
+    ],
+)
+def test_env_refuses(toml, message):
+    with pytest.raises(SpecError, match=rf"^hearth\.toml \[env\] .*{message}"):
+        parse_spec(f"[env]\n{toml}\n", "ok")
+
+
+def test_env_holds_at_most_1000_variables():
+    many = "\n".join(f"K{i} = 1" for i in range(1000))
+    assert len(parse_spec(f"[env]\n{many}\n", "ok").env) == 1000
+    with pytest.raises(SpecError, match="1001 variables; at most 1000"):
+        parse_spec(f"[env]\n{many}\nK1000 = 1\n", "ok")
+
+
+def test_from_dict_accepts_what_earlier_versions_stored():
+    stored = {
+        "name": "old",
+        "entrypoint": None,
+        "scale": {"min": 0, "max": 8, "concurrency": 32, "idle": 0.3, "queue": 256},
+        "limits": {
+            "timeout": 30.0,
+            "body": 10_000_000,
+            "memory": 268435456,
+            "drain": 30.0,
+            "liveness": 10.0,
+        },
+        "env": {"A": "1"},
+    }
+    spec = FunctionSpec.from_dict(stored)
+    assert spec.scale == Scale(min=0, idle=0.3)
+    assert spec.limits == Limits()
+    assert spec.to_dict() == stored
+    assert FunctionSpec.from_dict({"name": "bare"}) == FunctionSpec(name="bare")
+    future = {**stored, "scale": {**stored["scale"], "burst": 3}}
+    assert FunctionSpec.from_dict(future) == spec
+
+
+def test_folder_name_uses_a_valid_name_from_hearth_toml(tmp_path):
+    (tmp_path / "hearth.toml").write_text('name = "from-toml"\n[scale]\nmin = 1\n')
+    assert folder_name(tmp_path) == "from-toml"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\xff\xfe\x00\x01 binary",
+        b'name = "x"\n' + b"# " + b"x" * (2 * 1024**2),
+        b"name = " + b"[" * 5000,
+        b"a = " + b"1" * 5000,
+        b"name = 5",
+        b'name = "Bad_Name"',
+        b"not toml at all",
+    ],
+    ids=["binary", "huge", "deep", "long-number", "not-a-string", "invalid-name", "garbage"],
+)
+def test_folder_name_falls_back_to_the_folder_and_never_raises(tmp_path, content):
+    folder = tmp_path / "My_Func"
+    folder.mkdir()
+    (folder / "hearth.toml").write_bytes(content)
+    assert folder_name(folder) == "my-func"
+
+
+def test_folder_name_with_odd_hearth_toml_files(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "hearth.toml").mkdir()  # a folder, not a file
+    assert folder_name(tmp_path / "a") == "a"
+    (tmp_path / "b").mkdir()
+    os.mkfifo(tmp_path / "b" / "hearth.toml")  # reading would block for ever
+    assert folder_name(tmp_path / "b") == "b"
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "hearth.toml").symlink_to(tmp_path / "c" / "hearth.toml")  # a loop
+    assert folder_name(tmp_path / "c") == "c"
+    assert folder_name(tmp_path / "missing") == "missing"
+
+
+def toml_value(value):
+    """A TOML spelling of a value from the strategy below."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)  # nan, inf, -inf
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+VALUES = st.recursive(
+    st.none().map(lambda _: 0)
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(["30s", "1.5MB", "100ms", "7d", "16MiB", "1e3", "-1s", "nan"]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+KEYS = st.sampled_from(
+    [
+        "scale.min",
+        "scale.max",
+        "scale.concurrency",
+        "scale.idle",
+        "scale.queue",
+        "limits.timeout",
+        "limits.body",
+        "limits.memory",
+        "limits.drain",
+        "limits.liveness",
+        "env.X",
+        "name",
+        "entrypoint",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.dictionaries(KEYS, VALUES, max_size=4))
+def test_any_value_is_either_accepted_or_refused_with_spec_error(settings_):
+    lines = []
+    for dotted, value in settings_.items():
+        section, _, key = dotted.rpartition(".")
+        lines.append(f"{section + '.' if section else ''}{key} = {toml_value(value)}")
+    text = "\n".join(sorted(lines, key=lambda line: "." in line.split("=")[0]))
+    try:
+        spec = parse_spec(text, "ok")
+    except SpecError:
+        return
+    assert 0 <= spec.scale.min <= spec.scale.max <= 1000
+    assert all(math.isfinite(x) for x in (spec.scale.idle, spec.limits.timeout, spec.limits.drain))
+    assert all(isinstance(v, str) and "\0" not in v for v in spec.env.values())
