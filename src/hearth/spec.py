@@ -91,7 +91,7 @@ class Scale:
     min: int = field(default=1, metadata=_whole(0, 1000))
     max: int = field(default=8, metadata=_whole(1, 1000))
     concurrency: int = field(default=32, metadata=_whole(1, 10_000))
-    idle: float = field(default=300.0, metadata=_duration("1s", "7d"))
+    idle: float = field(default=300.0, metadata=_duration("10ms", "7d"))
     queue: int = field(default=256, metadata=_whole(0, 100_000))
 
 

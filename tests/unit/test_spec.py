@@ -103,7 +103,7 @@ EDGES = [
     ("scale", "min", ("0", 0), ("1000", 1000), ["-1", "1001"]),
     ("scale", "max", ("1", 1), ("1000", 1000), ["0", "1001"]),
     ("scale", "concurrency", ("1", 1), ("10000", 10000), ["0", "10001"]),
-    ("scale", "idle", ('"1s"', 1.0), ('"7d"', 604800.0), ['"999ms"', "0.999", '"169h"', "604801"]),
+    ("scale", "idle", ('"10ms"', 0.01), ('"7d"', 604800.0), ['"9ms"', "0.009", '"169h"', "604801"]),
     ("scale", "queue", ("0", 0), ("100000", 100000), ["-1", "100001"]),
     ("limits", "timeout", ('"100ms"', 0.1), ('"24h"', 86400.0), ['"99ms"', "0.09", '"86401s"']),
     ("limits", "body", ("0", 0), ('"1GiB"', 2**30), ["-1", str(2**30 + 1), '"1.1GiB"']),
@@ -199,7 +199,7 @@ def test_sizes_may_be_fractional_with_a_unit_and_durations_in_seconds():
         ),
         (
             "[scale]\nidle = [1]",
-            'hearth.toml [scale] idle = [1]: must be a duration from 1s to 7d (e.g. "5m")',
+            'hearth.toml [scale] idle = [1]: must be a duration from 10ms to 7d (e.g. "5m")',
         ),
         (
             "[scale]\nmin = true",

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hearth.cli.client import Api, ClientError, data_dir
@@ -35,7 +36,7 @@ def main() -> None:
     try:
         app()
     except ClientError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(1)
 
 
@@ -132,7 +133,7 @@ def deploy(
             if "log" in message:
                 status.update(f"deploying {name}: {message['log'][:100]}")
                 if message["log"].startswith(("building", "environment")) and not as_json:
-                    err.print(f"  {message['log']}", style="dim", highlight=False)
+                    err.print(f"  {escape(message['log'])}", style="dim", highlight=False)
             elif "result" in message:
                 result = message["result"]
             else:
@@ -186,7 +187,7 @@ def status(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
     if info.get("last_error"):
         retry = info.get("next_try_in")
         when = f" (next try in {retry:.1f}s)" if retry else ""
-        out.print(f"[red]last error{when}:[/red] {info['last_error']}", highlight=False)
+        out.print(f"[red]last error{when}:[/red] {escape(info['last_error'])}", highlight=False)
     table = Table(title="instances", box=None, title_justify="left")
     for column in ("ID", "PID", "STATE", "IN-FLIGHT", "REQUESTS", "AGE"):
         table.add_column(column)
@@ -203,7 +204,7 @@ def status(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
     out.print(_versions_table(info["versions"], title="versions"))
     spec = info.get("spec") or {}
     if spec:
-        out.print(f"scale {spec['scale']}  limits {spec['limits']}", highlight=False)
+        out.print(escape(f"scale {spec['scale']}  limits {spec['limits']}"), highlight=False)
 
 
 @app.command()
@@ -258,7 +259,7 @@ def events(
 
 def _print_event(row: dict[str, Any]) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["time"]))
-    out.print(f"{stamp} [bold]{row['kind']}[/bold] {row['message']}", highlight=False)
+    out.print(f"{stamp} [bold]{row['kind']}[/bold] {escape(row['message'])}", highlight=False)
 
 
 @app.command()

@@ -104,7 +104,7 @@ async def serve(
         config,
         store,
         BundleStore(data_dir),
-        EnvBuilder(data_dir / "envs"),
+        EnvBuilder(data_dir / "envs", index_url=config.index_url),
         supervisor,
         gateway,
         logs,
