@@ -1,4 +1,9 @@
-"""The control API. Every error is JSON: {"error": "<what went wrong and what to do>"}."""
+"""The control API. Every error is JSON: {"error": "<what went wrong and what to do>"}.
+
+The OpenAPI document (GET /openapi.json) is what clients are generated from, so every
+operation declares each answer it can give: models for JSON, `application/x-ndjson` for
+streams, `text/plain` for logs, and the error codes (see `hearth.api.errors`).
+"""
 
 from __future__ import annotations
 
@@ -6,68 +11,103 @@ import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BeforeValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
 from starlette.responses import Response
 
 import hearth
-from hearth.daemon.functions import DeployError, Functions, NotFound
+from hearth.api import errors
+from hearth.api.deploy import deploy_stream, read_bundle
+from hearth.api.errors import NAME_RULE, declare
+from hearth.api.models import (
+    DEPLOY_LINE_SCHEMA,
+    NAME_SCHEMA,
+    Change,
+    Event,
+    FunctionBrief,
+    FunctionDetail,
+    Health,
+    Info,
+    Removed,
+    RollbackBody,
+    TrafficBody,
+    Version,
+)
+from hearth.daemon.functions import Functions, NotFound
+from hearth.spec import NAME
 from hearth.store import Store
 
 OPEN_PATHS = frozenset({"/v1/health", "/docs", "/openapi.json"})
+BUNDLE_TYPE = "application/gzip"
+NDJSON = "application/x-ndjson"
+TOKEN_HELP = (
+    "missing or invalid token: send 'Authorization: Bearer <token>' "
+    "(the admin token is in the data directory's 'token' file)"
+)
 
 
-class TrafficBody(BaseModel):
-    weights: dict[int, int]
+NameInPath = Annotated[str, Path(description="The function's name."), WithJsonSchema(NAME_SCHEMA)]
 
 
-class RollbackBody(BaseModel):
-    to: int | None = None
+def _name_in_path(name: NameInPath) -> str:
+    """A name that cannot be a function's is the name of no function: 404."""
+    if not NAME.fullmatch(name):
+        raise NotFound(name)
+    return name
+
+
+def _strict_bool(value: Any) -> Any:
+    """Only 'true' and 'false': a typo must not turn a finite read into an endless stream."""
+    if isinstance(value, str):
+        if value not in ("true", "false"):
+            raise PydanticCustomError("bool_parsing", "Input should be true or false")
+        return value == "true"
+    return value
+
+
+Name = Annotated[str, Depends(_name_in_path)]
+Follow = Annotated[
+    bool,
+    BeforeValidator(_strict_bool),
+    Query(description="Keep the answer open and stream what comes next."),
+]
+
+
+class ControlApi(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            _finish_document(super().openapi())
+        assert self.openapi_schema is not None
+        return self.openapi_schema
 
 
 def create_app(functions: Functions, store: Store) -> FastAPI:
-    app = FastAPI(title="Hearth control API", version=hearth.__version__)
+    app = ControlApi(title="Hearth control API", version=hearth.__version__, redirect_slashes=False)
+    errors.install(app)
 
     @app.middleware("http")
     async def authenticate(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        # Before routing and before any body is read: nothing is open by mistake.
         if request.url.path not in OPEN_PATHS:
             header = request.headers.get("authorization", "")
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token or not store.token_valid(token):
                 return JSONResponse(
-                    {
-                        "error": "missing or invalid token: send 'Authorization: Bearer <token>' "
-                        "(the admin token is in the data directory's 'token' file)"
-                    },
-                    status_code=401,
+                    {"error": TOKEN_HELP}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
                 )
         return await call_next(request)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
-
-    @app.exception_handler(DeployError)
-    async def refused(request: Request, exc: DeployError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=409)
-
-    @app.exception_handler(NotFound)
-    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
-        name = exc.args[0]
-        return JSONResponse(
-            {"error": f"no function named {name!r}", "function": name}, status_code=404
-        )
-
-    @app.get("/v1/health")
+    @app.get("/v1/health", response_model=Health)
     async def health() -> dict[str, Any]:
         return {"ok": True, "version": hearth.__version__}
 
-    @app.get("/v1/info")
+    @app.get("/v1/info", response_model=Info)
     async def info() -> dict[str, Any]:
         config = functions.config  # read late: ports chosen by the OS are known after start
         return {
@@ -83,32 +123,53 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
             ],
         }
 
-    @app.get("/v1/functions")
+    @app.get("/v1/functions", response_model=list[FunctionBrief])
     async def list_functions() -> list[dict[str, Any]]:
         return functions.overview()
 
-    @app.get("/v1/functions/{name}")
-    async def describe(name: str) -> dict[str, Any]:
+    @app.get("/v1/functions/{name}", response_model=FunctionDetail, responses=declare(404))
+    async def describe(name: Name) -> dict[str, Any]:
         return functions.describe(name)
 
-    @app.get("/v1/functions/{name}/versions")
-    async def versions(name: str) -> list[dict[str, Any]]:
+    @app.get("/v1/functions/{name}/versions", response_model=list[Version], responses=declare(404))
+    async def versions(name: Name) -> list[dict[str, Any]]:
         return functions.versions(name)
 
-    @app.post("/v1/functions/{name}/traffic")
-    async def traffic(name: str, body: TrafficBody) -> dict[str, Any]:
+    @app.post(
+        "/v1/functions/{name}/traffic",
+        response_model=Change,
+        responses=declare(400, 404, 409, 422),
+    )
+    async def traffic(name: Name, body: TrafficBody) -> dict[str, Any]:
         """Split traffic between versions, e.g. {"weights": {"3": 90, "4": 10}}."""
-        return await functions.set_traffic(name, body.weights)
+        return await functions.set_traffic(name, body.split())
 
-    @app.post("/v1/functions/{name}/rollback")
-    async def rollback(name: str, body: RollbackBody) -> dict[str, Any]:
+    @app.post(
+        "/v1/functions/{name}/rollback",
+        response_model=Change,
+        responses=declare(400, 404, 409, 422),
+    )
+    async def rollback(
+        name: Name, body: Annotated[RollbackBody | None, Body()] = None
+    ) -> dict[str, Any]:
         """Back to version `to`, or to the newest good version before the serving one."""
-        return await functions.rollback(name, body.to)
+        return await functions.rollback(name, body.to if body else None)
 
-    @app.get("/v1/functions/{name}/events", response_model=None)
+    @app.get(
+        "/v1/functions/{name}/events",
+        response_model=list[Event],
+        responses={
+            200: {"content": {NDJSON: {"schema": {"$ref": "#/components/schemas/Event"}}}},
+            **declare(404, 422),
+        },
+    )
     async def events(
-        name: str, limit: int = 100, follow: bool = False
+        name: Name,
+        limit: Annotated[int, Query(ge=1, le=10_000, description="Newest events to show.")] = 100,
+        follow: Follow = False,
     ) -> list[dict[str, Any]] | StreamingResponse:
+        """The function's events, oldest first; with follow=true, one JSON object per line,
+        without end."""
         functions.describe(name, brief=True)
         if not follow:
             return store.events(name, limit)
@@ -122,32 +183,66 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
                 batch = 10_000  # after the history, everything new
                 await asyncio.sleep(0.25)
 
-        return StreamingResponse(stream(), media_type="application/x-ndjson")
+        return StreamingResponse(stream(), media_type=NDJSON)
 
-    @app.post("/v1/functions/{name}/versions")
-    async def deploy(name: str, request: Request) -> StreamingResponse:
-        """Upload a bundle (tar.gz). The answer streams progress as JSON lines; the last line
-        is {"result": {...}} or {"error": "..."}."""
-        limit = functions.config.max_bundle
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > limit:
-            raise HTTPException(413, f"the bundle is {declared} bytes, over the limit of {limit}")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise HTTPException(413, f"the bundle is over the limit of {limit} bytes")
-        return StreamingResponse(
-            _deploy_stream(functions, name, bytes(body)), media_type="application/x-ndjson"
-        )
+    @app.post(
+        "/v1/functions/{name}/versions",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "Progress as JSON lines; the last is {'result'} or {'error'}.",
+                "content": {NDJSON: {"schema": DEPLOY_LINE_SCHEMA}},
+            },
+            **declare(400, 413, 415),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": "The bundle: a tar.gz of the function's folder.",
+                "content": {
+                    BUNDLE_TYPE: {"schema": {"type": "string", "format": "binary", "minLength": 1}}
+                },
+            }
+        },
+    )
+    async def deploy(request: Request, name: NameInPath) -> StreamingResponse:
+        """Upload a bundle (tar.gz) as a new version. The answer streams progress as JSON
+        lines; the last line is {"result": {...}} or {"error": "..."}."""
+        if not NAME.fullmatch(name):  # fullmatch: NAME's `$` would let "name\n" through
+            raise HTTPException(400, f"invalid function name {name!r}: {NAME_RULE}")
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        # No Content-Type is taken as the bundle (what else); a different one is a mistake.
+        if media_type not in ("", BUNDLE_TYPE):
+            raise HTTPException(
+                415,
+                f"send the bundle as Content-Type: {BUNDLE_TYPE} (a tar.gz of the function's "
+                f"folder; 'hearth deploy' makes one), not {media_type}",
+            )
+        data = await read_bundle(request, functions.config.max_bundle)
+        return StreamingResponse(deploy_stream(functions, name, data), media_type=NDJSON)
 
-    @app.delete("/v1/functions/{name}")
-    async def remove(name: str) -> dict[str, Any]:
+    @app.delete("/v1/functions/{name}", response_model=Removed, responses=declare(404))
+    async def remove(name: Name) -> dict[str, Any]:
         await functions.remove(name)
         return {"removed": name}
 
-    @app.get("/v1/functions/{name}/logs")
-    async def logs(name: str, tail: int = 100, follow: bool = False) -> Response:
+    @app.get(
+        "/v1/functions/{name}/logs",
+        response_class=Response,  # no default media type: errors stay application/json
+        responses={
+            200: {
+                "description": "Lines of stdout/stderr, each with time and instance id.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            **declare(404, 422),
+        },
+    )
+    async def logs(
+        name: Name,
+        tail: Annotated[int, Query(ge=0, le=100_000, description="Lines of history.")] = 100,
+        follow: Follow = False,
+    ) -> Response:
+        """The function's output; with follow=true, without end."""
         functions.describe(name, brief=True)
         book = functions.logs
         if not follow:
@@ -168,26 +263,30 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
     return app
 
 
-async def _deploy_stream(functions: Functions, name: str, data: bytes) -> AsyncIterator[str]:
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    async def run() -> None:
-        try:
-            result = await functions.deploy(
-                name, data, lambda line: queue.put_nowait({"log": line})
-            )
-        except DeployError as exc:
-            queue.put_nowait({"error": str(exc)})
-        else:
-            queue.put_nowait({"result": result})
-
-    # The deploy goes on even if the client disconnects: a half-finished deploy is worse.
-    functions.background(run())
-    while True:
-        message = await queue.get()
-        yield json.dumps(message) + "\n"
-        if "log" not in message:
-            return
+def _finish_document(document: dict[str, Any]) -> None:
+    """What FastAPI cannot know: every operation outside OPEN_PATHS needs the bearer token
+    (the middleware enforces it), and its default 422 (a shape we never send) is added to
+    operations that cannot give one; those that can declare our own."""
+    components = document.setdefault("components", {})
+    components.setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The admin token: the 'token' file in the daemon's data directory.",
+    }
+    unauthorized = {
+        "description": errors.DESCRIPTIONS[401],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    for path, operations in document.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if "HTTPValidationError" in json.dumps(responses.get("422")):
+                del responses["422"]
+            if path not in OPEN_PATHS:
+                operation["security"] = [{"bearer": []}]
+                responses["401"] = unauthorized
+    for schema in ("HTTPValidationError", "ValidationError"):
+        components.get("schemas", {}).pop(schema, None)
 
 
 def new_token() -> str:
