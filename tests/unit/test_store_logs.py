@@ -38,6 +38,21 @@ def test_state_survives_reopening(tmp_path):
     again.close()
 
 
+def test_referenced_bundles_and_envs(tmp_path):
+    store = Store(tmp_path / "hearth.db")
+    one = store.new_version("fn", "sha1", "base", {"name": "fn"})
+    store.set_traffic("fn", {one: 100})
+    two = store.new_version("fn", "sha2", "py311-abc", {"name": "fn"})
+    store.fail_version("fn", two, "boom")  # still listed in the function's history
+    store.new_version("other", "sha3", "py311-def", {"name": "other"})  # deploying
+    lost = store.new_version("lost", "sha4", "py311-ghi", {"name": "lost"})
+    store.fail_version("lost", lost, "never served")  # the function is gone with it
+    assert store.referenced() == ({"sha1", "sha2", "sha3"}, {"base", "py311-abc", "py311-def"})
+    store.remove("fn")
+    assert store.referenced() == ({"sha3"}, {"py311-def"})
+    store.close()
+
+
 def test_events_after_id(tmp_path):
     store = Store(tmp_path / "hearth.db")
     for n in range(5):

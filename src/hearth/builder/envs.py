@@ -243,6 +243,43 @@ class EnvBuilder:
         assert env is not None
         return env
 
+    async def collect(self, keep: set[str]) -> tuple[list[str], int]:
+        """Remove every environment whose key is not in `keep` (never `base`).
+
+        Returns the keys removed and the bytes freed. The folders are renamed away before
+        the first await, so `keep` only has to be right at the moment of the call.
+        """
+        removed: list[str] = []
+        doomed: list[Path] = []
+        for entry in sorted(self.root.iterdir()):
+            key = entry.name
+            if key.startswith(".") and key.endswith(".collected"):
+                doomed.append(entry)  # left by a collection that was interrupted
+                continue
+            if key.startswith(".") or key == BASE or key in keep or not entry.is_dir():
+                continue  # dot-named: a build in progress (`_build` clears its own leftovers)
+            trash = self.root / f".{key}.{os.urandom(4).hex()}.collected"
+            try:
+                os.rename(entry, trash)
+            except FileNotFoundError:
+                continue
+            removed.append(key)
+            doomed.append(trash)
+
+        def remove() -> int:
+            total = 0
+            for folder in doomed:
+                for root, dirs, files in os.walk(folder):
+                    for name in dirs + files:
+                        try:
+                            total += os.lstat(os.path.join(root, name)).st_size
+                        except OSError:
+                            continue  # removed meanwhile
+                shutil.rmtree(folder, ignore_errors=True)
+            return total
+
+        return removed, await asyncio.to_thread(remove)
+
 
 def _remove_staging(root: Path) -> None:
     """Remove `.<key>.building` folders a daemon killed mid-build left behind."""

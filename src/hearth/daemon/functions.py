@@ -16,14 +16,15 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hearth.autoscaler import InstanceLoad, Observation, backoff, decide
-from hearth.builder.bundle import BundleError
-from hearth.builder.envs import BuildError, Env, EnvBuilder
+from hearth.builder.bundle import BundleError, bundle_sha, read_small_text
+from hearth.builder.envs import BuildError, Env, EnvBuilder, env_key
 from hearth.config import DaemonConfig
 from hearth.gateway import Backend, Gateway, Pool, RouteLimits
 from hearth.spec import FunctionSpec, SpecError, check_name, parse_spec
@@ -95,6 +96,9 @@ class Functions:
         self.functions: dict[str, Function] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Bundles and environments a deploy is preparing, before a version row refers to
+        # them: garbage collection leaves them alone.
+        self._pinned: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         return f"<Functions {sorted(self.functions)}>"
@@ -112,14 +116,14 @@ class Functions:
                 f"the bundle is {len(data)} bytes, over the limit of {self.config.max_bundle}"
             )
         progress(f"received bundle ({len(data)} bytes)")
-        try:
-            sha, code = await asyncio.to_thread(self.bundles.put, data, 4 * self.config.max_bundle)
-            spec = replace(parse_spec(_read(code / "hearth.toml"), name), name=name)
-            env = await self.envs.ensure(_read(code / "requirements.txt"), progress)
-        except (BundleError, SpecError, BuildError) as exc:
-            raise DeployError(str(exc)) from exc
-        async with self._lock(name):
+        sha = await asyncio.to_thread(bundle_sha, data)
+        async with contextlib.AsyncExitStack() as held:
+            pins = held.enter_context(contextlib.ExitStack())
+            pins.enter_context(self._pin(sha))
+            spec, env, code = await self._prepare(name, sha, data, progress, pins)
+            await held.enter_async_context(self._lock(name))
             number = self.store.new_version(name, sha, env.key, spec.to_dict())
+            pins.close()  # the version row refers to the bundle and environment from here
             progress(f"starting {name} v{number}")
             before = self.functions.get(name)
             try:
@@ -135,6 +139,27 @@ class Functions:
         seconds = time.monotonic() - began
         log.info("deployed %s v%s in %.3fs", name, number, seconds)
         return self._result(name, number, seconds)
+
+    async def _prepare(
+        self, name: str, sha: str, data: bytes, progress: Progress, pins: contextlib.ExitStack
+    ) -> tuple[FunctionSpec, Env, Path]:
+        """Unpack the bundle, read its settings, ensure its environment; or a DeployError.
+
+        Nothing that serves changes here, so any failure leaves the previous version serving.
+        """
+        try:
+            _, code = await self.bundles.put(data, self.max_unpacked, sha)
+            spec = _spec(code, name)
+            requirements = read_small_text(code / "requirements.txt")
+            pins.enter_context(self._pin(env_key(requirements)))
+            env = await self.envs.ensure(requirements, progress)
+        except (BundleError, SpecError, BuildError) as exc:
+            raise DeployError(str(exc)) from exc
+        except UnicodeError as exc:
+            raise DeployError(f"the bundle holds text that is not UTF-8: {exc}") from exc
+        except OSError as exc:
+            raise DeployError(f"the bundle could not be prepared: {exc}") from exc
+        return spec, env, code
 
     async def set_traffic(self, name: str, weights: dict[int, int]) -> dict[str, Any]:
         """Serve these versions with these shares; e.g. {3: 90, 4: 10} or {3: 100}."""
@@ -220,9 +245,9 @@ class Functions:
         row = self.store.version(name, number)
         if row is None:
             raise StartError(f"{name} has no version {number}")
-        code = await asyncio.to_thread(self.bundles.path, row.bundle)
+        code = await self.bundles.path(row.bundle, self.max_unpacked)
         env = self.envs.cached(row.env) or await self.envs.ensure(
-            _read(code / "requirements.txt"), functools.partial(log.info, f"{name}: %s")
+            read_small_text(code / "requirements.txt"), functools.partial(log.info, f"{name}: %s")
         )
         return FunctionSpec.from_dict(row.spec), env, code
 
@@ -290,6 +315,7 @@ class Functions:
     # restore after a restart
 
     async def restore(self) -> None:
+        await self.collect_garbage()  # what a removal or a crash left behind
         for name, _active in self.store.functions():
             for row in self.store.versions(name):
                 if row.status == "deploying":
@@ -456,6 +482,40 @@ class Functions:
             self.gateway.remove_route(name)
             self.store.remove(name)
             self.logs.forget(name)
+        await self.collect_garbage()
+
+    async def collect_garbage(self) -> None:
+        """Remove code, archives and environments that no version refers to any more.
+
+        `keep` is computed right before each collection, which renames what it removes
+        before it first awaits: a deploy that pins its bundle or environment later than
+        that finds it gone and unpacks or builds it again.
+        """
+        try:
+            keep_bundles, _ = self._keep()
+            freed = await self.bundles.collect(keep_bundles)
+            _, keep_envs = self._keep()
+            envs, env_bytes = await self.envs.collect(keep_envs)
+        except OSError as exc:
+            log.warning("could not remove unused code or environments: %s", exc)
+            return
+        _, keep_envs = self._keep()
+        for key in envs:
+            if key not in keep_envs:  # not deployed again meanwhile
+                self.supervisor.stop_zygote(key)
+        if freed.code or freed.archives or freed.leftovers or envs:
+            total = freed.bytes + env_bytes
+            size = f"{total / 1e6:.1f} MB" if total >= 100_000 else f"{total / 1e3:.1f} kB"
+            log.info(
+                "freed %s: %d code folders, %d archives, %d environments%s, "
+                "%d leftovers of interrupted writes",
+                size,
+                len(freed.code),
+                len(freed.archives),
+                len(envs),
+                f" ({', '.join(envs)})" if envs else "",
+                freed.leftovers,
+            )
 
     async def shutdown(self) -> None:
         """Drain and stop every instance, all functions at once."""
@@ -535,6 +595,27 @@ class Functions:
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
 
+    def _keep(self) -> tuple[set[str], set[str]]:
+        """The bundles and environments in use: referenced by a version, or pinned."""
+        bundles, envs = self.store.referenced()
+        pinned = set(self._pinned)
+        return bundles | pinned, envs | pinned
+
+    @contextlib.contextmanager
+    def _pin(self, key: str) -> Iterator[None]:
+        self._pinned[key] += 1
+        try:
+            yield
+        finally:
+            self._pinned[key] -= 1
+            if self._pinned[key] <= 0:
+                del self._pinned[key]
+
+    @property
+    def max_unpacked(self) -> int:
+        """The most a bundle may unpack to."""
+        return 4 * self.config.max_bundle
+
     def background(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -550,5 +631,12 @@ def _describe_traffic(weights: dict[int, int]) -> str:
     return " ".join(f"v{v}={round(100 * w / total)}%" for v, w in sorted(weights.items()))
 
 
-def _read(path: Path) -> str | None:
-    return path.read_text() if path.is_file() else None
+def _spec(code: Path, name: str) -> FunctionSpec:
+    """The function's settings from the hearth.toml in its code (the name given wins)."""
+    text = read_small_text(code / "hearth.toml")
+    try:
+        return replace(parse_spec(text, name), name=name)
+    except SpecError:
+        raise
+    except (ValueError, TypeError) as exc:  # a value of the wrong type that slipped through
+        raise SpecError(f"hearth.toml is not valid: {exc}") from exc

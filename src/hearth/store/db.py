@@ -162,6 +162,17 @@ class Store:
     def version(self, name: str, number: int) -> VersionRow | None:
         return next((v for v in self.versions(name) if v.number == number), None)
 
+    def referenced(self) -> tuple[set[str], set[str]]:
+        """The bundles (sha256) and environment keys that some version still refers to.
+
+        Versions left behind by a new function whose first deploy failed (the function row
+        is gone) refer to nothing: they can never serve.
+        """
+        rows = self.db.execute(
+            "select bundle, env from versions where function in (select name from functions)"
+        ).fetchall()
+        return {bundle for bundle, _ in rows}, {env for _, env in rows}
+
     def remove(self, name: str) -> None:
         with self.db:
             self.db.execute("begin immediate")

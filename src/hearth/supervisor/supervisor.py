@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ log = logging.getLogger("hearth.supervisor")
 
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
 START_TIMEOUT = 120.0
+EXIT_GRACE = 5.0  # after the status pipe closes without a report, wait this long for the exit
+OUTPUT_TAIL = 20  # lines of an instance's output shown when it exits during startup
 
 
 class Supervisor:
@@ -135,9 +138,8 @@ class Supervisor:
             os.close(status_w)
         self.instances[instance.pid] = instance
         self._watch(instance)
-        await loop.connect_read_pipe(
-            lambda: LineReader(self.logs, function, instance.id), os.fdopen(log_r, "rb", 0)
-        )
+        output = OutputReader(self.logs, function, instance.id)
+        await loop.connect_read_pipe(lambda: output, os.fdopen(log_r, "rb", 0))
         status = StatusReader(instance)
         transport, _ = await loop.connect_read_pipe(lambda: status, os.fdopen(status_r, "rb", 0))
         try:
@@ -146,12 +148,16 @@ class Supervisor:
             transport.close()
             raise
         if "ready" in report:
+            output.ready()
             instance.state = InstanceState.READY
             instance.last_beat = time.monotonic()
             return instance
         transport.close()
         await self.kill(instance)
-        raise StartError(report.get("error") or "the instance exited during startup")
+        error = str(report.get("error") or "the instance exited during startup")
+        if report.get("exited"):
+            error += await self._output_tail(output)
+        raise StartError(error)
 
     async def _first_report(
         self, instance: Instance, first: asyncio.Future[bytes]
@@ -166,10 +172,35 @@ class Supervisor:
                 return report
             except ValueError:
                 return {"error": "the instance sent a malformed status line"}
+        if first.done() and not instance.exited.done():
+            # The status pipe closed without a report: the process is exiting, and its exit
+            # code arrives a moment later (from the zygote, or the pidfd).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(instance.exited), EXIT_GRACE)
         if instance.exited.done():
-            code = instance.exited.result()
-            return {"error": f"the instance exited during startup (exit code {code})"}
+            how = describe_exit(instance.exited.result())
+            return {"error": f"the instance exited during startup ({how})", "exited": True}
+        if first.done():
+            return {"error": "the instance closed its status pipe during startup without a report"}
         return {"error": f"setup did not finish within {START_TIMEOUT:g}s"}
+
+    async def _output_tail(self, output: OutputReader) -> str:
+        """The last lines the instance printed, as a suffix for its error message."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(output.closed), 1.0)
+        lines = output.last_lines()
+        if not lines:
+            return ""
+        return "\nits last output:\n" + "\n".join(lines)
+
+    def stop_zygote(self, key: str) -> bool:
+        """Stop the zygote of an environment that is going away; True if one ran."""
+        zygote = self.zygotes.pop(key, None)
+        if zygote is None:
+            return False
+        zygote.kill()  # its watcher sees it is no longer ours and does not restart it
+        log.info("zygote for environment %s stopped (environment removed)", key)
+        return True
 
     def _watch(self, instance: Instance) -> None:
         loop = asyncio.get_running_loop()
@@ -262,6 +293,47 @@ class Supervisor:
         self.zygotes.clear()
         os.close(self.lifeline_w)
         os.close(self.lifeline_r)
+
+
+def describe_exit(code: int | None) -> str:
+    """An exit code as the zygote reports it (negative: killed by that signal)."""
+    if code is None:
+        return "exit code unknown"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"killed by signal {name}"
+    return f"exit code {code}"
+
+
+class OutputReader(LineReader):
+    """An instance's output into the log book; until it is ready, also its last lines."""
+
+    def __init__(self, book: LogBook, function: str, source: str) -> None:
+        super().__init__(book, function, source)
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.startup: deque[bytes] | None = deque(maxlen=OUTPUT_TAIL)
+
+    def data_received(self, data: bytes) -> None:
+        if self.startup is not None and b"\n" in data:
+            *lines, _ = (self.pending + data).split(b"\n")
+            self.startup.extend(line[:1000] for line in lines)
+        super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.startup is not None and self.pending:
+            self.startup.append(self.pending[:1000])
+        super().connection_lost(exc)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def ready(self) -> None:
+        self.startup = None  # past startup, lines go to the log book only
+
+    def last_lines(self) -> list[str]:
+        return [line.decode(errors="replace") for line in self.startup or ()]
 
 
 class StatusReader(asyncio.Protocol):
