@@ -167,8 +167,10 @@ def write(data: dict, out: Path, md_path: Path) -> None:
         f"through the CLI: p50 {data['deploy_ms']['p50']:.0f} ms, max "
         f"{data['deploy_ms']['max']:.0f} ms",
         f"- private memory (Private_Clean + Private_Dirty from smaps_rollup): warm `hello` "
-        f"instance {data['memory_mb']['instance_private']:.2f} MB, zygote "
-        f"{data['memory_mb']['zygote_private']:.2f} MB, 100 warm `hello` instances of 100 "
+        f"instance {data['memory_mb']['instance_private']:.2f} MB, root zygote "
+        f"{data['memory_mb']['zygote_private']:.2f} MB, a version's (sandboxed) zygote "
+        f"{data['memory_mb'].get('version_zygote_private', 0):.2f} MB, "
+        f"100 warm `hello` instances of 100 "
         f"functions {data['memory_mb']['hundred_instances_private']:.1f} MB in total "
         f"(measured on {data['memory_mb']['measured_instances']})",
         "",

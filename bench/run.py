@@ -142,17 +142,20 @@ def private_mb(pid: int) -> float:
 
 def memory(hearth: Hearth, count: int) -> dict:
     hello_pid = hearth.status("hello")["instances"][0]["pid"]
-    base = next(z for z in hearth.info()["zygotes"] if z["env"] == "base")
     pids = []
     for n in range(count):
         result = hearth.deploy(EXAMPLES / "hello", name=f"mem-{n}")
         pids.append(result["instances"][0]["pid"])
     for n in range(count):
         httpx.get(f"{hearth.url}/fn/mem-{n}/")  # warm: each has served a request
+    zygotes = {z["key"]: z["pid"] for z in hearth.info()["zygotes"]}
+    version_zygotes = [zygotes[k] for k in zygotes if k.startswith("mem-")]
     total = sum(private_mb(pid) for pid in pids)
+    zygotes_total = sum(private_mb(pid) for pid in version_zygotes)
     return {
         "instance_private": round(private_mb(hello_pid), 2),
-        "zygote_private": round(private_mb(base["pid"]), 2),
+        "zygote_private": round(private_mb(zygotes["root"]), 2),
+        "version_zygote_private": round(zygotes_total / max(1, len(version_zygotes)), 2),
         "hundred_instances_private": round(total * 100 / count, 1),
         "measured_instances": count,
     }

@@ -17,6 +17,7 @@ class DaemonConfig:
     api_port: int = 8081
     domain: str = "localhost"
     max_bundle: int = 50 * 1000**2
+    sandbox: str = "auto"  # off | auto | strict (hearth.sandbox.plan)
     index_url: str | None = None  # the package index environments are built from
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
 

@@ -110,6 +110,13 @@ class Daemon:
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
         return httpx.request(method, self.gateway + path, timeout=60, **kwargs)
 
+    def function_data(self, name: str) -> Path:
+        """The function's own data folder (HEARTH_DATA): the one place outside its code that
+        a sandboxed function may write, and tests may look."""
+        folder = self.data_dir / "functions" / name / "data"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
     def api_client(self, token: str | None = None) -> httpx.Client:
         headers = {"authorization": f"Bearer {token or self.token}"}
         return httpx.Client(base_url=self.api, headers=headers, timeout=120)

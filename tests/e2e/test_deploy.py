@@ -272,10 +272,9 @@ def test_rm_drains_and_forgets(daemon, fn_dir):
                     return "alive"
 
                 def teardown():
-                    with open(os.environ["MARKER"], "w") as fh:
+                    with open(os.path.join(os.environ["HEARTH_DATA"], "marker"), "w") as fh:
                         fh.write("teardown ran")
             """,
-            "hearth.toml": f'[env]\nMARKER = "{daemon.data_dir.parent}/doomed-marker"\n',
         },
     )
     daemon.deploy(folder)
@@ -283,4 +282,4 @@ def test_rm_drains_and_forgets(daemon, fn_dir):
     daemon.cli("rm", "doomed", check=True)
     assert daemon.get("/fn/doomed/").status_code == 404
     assert daemon.cli("status", "doomed").returncode == 1
-    assert (daemon.data_dir.parent / "doomed-marker").read_text() == "teardown ran"
+    assert (daemon.function_data("doomed") / "marker").read_text() == "teardown ran"

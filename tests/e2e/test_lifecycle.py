@@ -154,14 +154,14 @@ def test_killed_instance_fails_only_its_own_requests(daemon, fn_dir):
     print(f"sent {load.sent}, failed {len(load.failures)}, replacement in {recovery:.2f}s")
 
 
-def test_crash_loop_backs_off_and_spares_neighbours(daemon, fn_dir, tmp_path):
-    marker = tmp_path / "broken"
+def test_crash_loop_backs_off_and_spares_neighbours(daemon, fn_dir):
+    marker = daemon.function_data("crashy") / "broken"
     folder = fn_dir(
         "crashy",
         {
-            "main.py": f"""
+            "main.py": """
             import os
-            if os.path.exists({str(marker)!r}):
+            if os.path.exists(os.path.join(os.environ["HEARTH_DATA"], "broken")):
                 raise RuntimeError("cannot start: broken on purpose")
 
             def handle(request):
@@ -280,16 +280,18 @@ def test_memory_limit_replaces_the_instance(daemon, fn_dir):
 def test_dead_zygote_is_restarted_and_instances_keep_serving(daemon, fn_dir):
     daemon.deploy(EXAMPLES / "hello")
     with daemon.api_client() as api:
-        (zygote,) = [z["pid"] for z in api.get("/v1/info").json()["zygotes"] if z["env"] == "base"]
+        zygotes = {z["key"]: z["pid"] for z in api.get("/v1/info").json()["zygotes"]}
+    key = f"hello@{daemon.status('hello')['version']}"
     with Load(daemon.gateway + "/fn/hello/") as load:
         wait_for(lambda: load.sent > 20, what="load running")
-        os.kill(zygote, signal.SIGKILL)
+        os.kill(zygotes[key], signal.SIGKILL)
+        os.kill(zygotes["root"], signal.SIGKILL)
         with daemon.api_client() as api:
             wait_for(
                 lambda: [
                     z
                     for z in api.get("/v1/info").json()["zygotes"]
-                    if z["env"] == "base" and z["pid"] != zygote
+                    if z["key"] == key and z["pid"] != zygotes[key]
                 ],
                 what="zygote restarted",
             )
@@ -347,20 +349,21 @@ def test_daemon_sigkill_leaves_no_orphans_and_restart_restores(fresh_daemon, fn_
     assert any(e["kind"] == "traffic" for e in daemon.events("phoenix"))
 
 
-def test_daemon_sigterm_finishes_requests_and_runs_teardown(fresh_daemon, fn_dir, tmp_path):
-    marker = tmp_path / "teardown"
+def test_daemon_sigterm_finishes_requests_and_runs_teardown(fresh_daemon, fn_dir):
+    marker = fresh_daemon.function_data("graceful") / "teardown"
     folder = fn_dir(
         "graceful",
         {
-            "main.py": f"""
+            "main.py": """
             import asyncio
+            import os
 
             async def handle(request):
                 await asyncio.sleep(1.5)
                 return "finished"
 
             def teardown():
-                open({str(marker)!r}, "w").write("ran")
+                open(os.path.join(os.environ["HEARTH_DATA"], "teardown"), "w").write("ran")
         """,
         },
     )

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from hearth.sandbox import landlock, seccomp
-from hearth.sandbox.policy import DEVICES, SYSTEM_READ, Policy, runtime_paths
+from hearth.sandbox.plan import runtime_paths
+from hearth.sandbox.policy import DEVICES, SYSTEM_READ, Policy
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="identity and mount layers need root")
@@ -53,7 +54,7 @@ def run_sandboxed(policy: Policy, body: str) -> dict:
 
 
 def base_read() -> tuple[str, ...]:
-    return (*SYSTEM_READ, *runtime_paths())
+    return (*SYSTEM_READ, *runtime_paths(Path("/nonexistent")))
 
 
 @pytest.fixture

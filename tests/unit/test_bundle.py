@@ -6,7 +6,6 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -391,9 +390,7 @@ async def test_collection_spares_what_a_deploy_has_pinned(tmp_path):
     store = Store(tmp_path / "hearth.db")
     bundles = BundleStore(tmp_path)
     envs = EnvBuilder(tmp_path / "envs")
-    stopped: list[str] = []
-    supervisor = SimpleNamespace(stop_zygote=stopped.append)
-    functions = Functions(DaemonConfig(tmp_path), store, bundles, envs, supervisor, None, None)
+    functions = Functions(DaemonConfig(tmp_path), store, bundles, envs, None, None, None)
     shas = {}
     for label in ("used", "pinned", "unused"):
         shas[label], _ = await bundles.put(make_tar(file(f"{label}.py")), 10_000)
@@ -403,7 +400,6 @@ async def test_collection_spares_what_a_deploy_has_pinned(tmp_path):
         await functions.collect_garbage()
     assert sorted(p.name for p in bundles.code.iterdir()) == sorted([shas["used"], shas["pinned"]])
     assert sorted(p.name for p in envs.root.iterdir()) == ["py311-pinned", "py311-used"]
-    assert stopped == ["py311-unused"]  # its zygote goes with it
     await functions.collect_garbage()  # the deploy failed before its version row existed
     assert [p.name for p in bundles.code.iterdir()] == [shas["used"]]
     assert [p.name for p in envs.root.iterdir()] == ["py311-used"]

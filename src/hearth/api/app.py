@@ -116,9 +116,10 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
             "api": config.api_url,
             "domain": config.domain,
             "data_dir": str(config.data_dir),
+            "sandbox": functions.supervisor.planner.layers.describe(),
             "zygotes": [
-                {"env": key, "pid": zygote.pid}
-                for key, zygote in functions.supervisor.zygotes.items()
+                {"key": zygote.key, "pid": zygote.pid}
+                for zygote in functions.supervisor.all_zygotes()
                 if zygote.alive
             ],
         }

@@ -58,7 +58,7 @@ class Health(Answer):
 
 
 class Zygote(Answer):
-    env: str
+    key: str  # "root", or FUNCTION@VERSION for a version's zygote
     pid: int | None
 
 
@@ -68,6 +68,7 @@ class Info(Answer):
     api: str
     domain: str
     data_dir: str
+    sandbox: str
     zygotes: list[Zygote]
 
 

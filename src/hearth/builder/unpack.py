@@ -24,6 +24,7 @@ header), and refuses whatever it does not mirror exactly.
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import struct
@@ -114,11 +115,26 @@ def extract(archive: Path, dest: Path, limits: Limits) -> Scan:
                 raise BundleError("the bundle's tar headers are ambiguous; pack it again")
             check_members(members)
             tar.extractall(dest, filter="data")
+        readable_by_all(dest)
     except tarfile.FilterError as exc:
         raise BundleError(f"the bundle was refused: {exc}") from exc
     except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise BundleError(f"the bundle is not a readable tar.gz archive ({exc})") from exc
     return scan
+
+
+def readable_by_all(root: Path) -> None:
+    """Code is read by functions under their own uid, and written by nobody after this:
+    folders 0755, files 0644 (0755 when executable by their owner), whatever was packed."""
+    os.chmod(root, 0o755)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(folder, name), 0o755)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                executable = os.stat(path).st_mode & 0o100
+                os.chmod(path, 0o755 if executable else 0o644)
 
 
 def scan_stream(raw: BinaryIO, limits: Limits) -> Scan:

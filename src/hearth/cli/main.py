@@ -53,6 +53,14 @@ def up(
     domain: Annotated[
         str, typer.Option(envvar="HEARTH_DOMAIN", help="Functions answer on NAME.DOMAIN.")
     ] = "localhost",
+    sandbox: Annotated[
+        str,
+        typer.Option(
+            envvar="HEARTH_SANDBOX",
+            help="auto: every layer the host offers; strict: refuse to start without all; "
+            "off: no walls (development only).",
+        ),
+    ] = "auto",
     index_url: Annotated[
         str | None,
         typer.Option(envvar="HEARTH_INDEX_URL", help="Package index for requirements.txt."),
@@ -92,6 +100,7 @@ def up(
         api_host=api_host,
         api_port=api_port,
         domain=domain,
+        sandbox=sandbox,
         index_url=index_url,
         gateway=gateway,
     )

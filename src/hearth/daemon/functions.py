@@ -229,6 +229,7 @@ class Functions:
         except (StartError, BuildError, BundleError, OSError) as exc:
             for release in started:
                 await asyncio.gather(*(self.supervisor.kill(i) for i in release.instances))
+                self.supervisor.stop_zygote(name, release.number)
             raise exc if isinstance(exc, StartError) else StartError(str(exc)) from exc
         for number, release in releases.items():
             release.pool.weight = weights[number]
@@ -288,8 +289,16 @@ class Functions:
 
     def _retire_all(self, release: Release) -> None:
         instances, release.instances = release.instances, []
-        for instance in instances:
-            self.background(self._retire(release, instance))
+        self.background(self._retire_version(release, instances))
+
+    async def _retire_version(self, release: Release, instances: list[Instance]) -> None:
+        """Drain and stop a version's instances, then its zygote (which reports their
+        exits), unless the version has come back to serve meanwhile."""
+        await asyncio.gather(*(self._retire(release, i) for i in instances))
+        name = release.pool.name
+        function = self.functions.get(name)
+        if function is None or release.number not in function.releases:
+            self.supervisor.stop_zygote(name, release.number)
 
     async def _retire(self, release: Release, instance: Instance) -> None:
         """Not-ready, drain in-flight requests (with a deadline), then stop."""
@@ -479,9 +488,12 @@ class Functions:
                     instances, release.instances = release.instances, []
                     retiring.extend(self._retire(release, i) for i in instances)
                 await asyncio.gather(*retiring)
+                for number in function.releases:
+                    self.supervisor.stop_zygote(name, number)
             self.gateway.remove_route(name)
             self.store.remove(name)
             self.logs.forget(name)
+            self.supervisor.planner.forget(name)
         await self.collect_garbage()
 
     async def collect_garbage(self) -> None:
@@ -499,10 +511,6 @@ class Functions:
         except OSError as exc:
             log.warning("could not remove unused code or environments: %s", exc)
             return
-        _, keep_envs = self._keep()
-        for key in envs:
-            if key not in keep_envs:  # not deployed again meanwhile
-                self.supervisor.stop_zygote(key)
         if freed.code or freed.archives or freed.leftovers or envs:
             total = freed.bytes + env_bytes
             size = f"{total / 1e6:.1f} MB" if total >= 100_000 else f"{total / 1e3:.1f} kB"

@@ -26,6 +26,7 @@ from hearth.builder.envs import EnvBuilder
 from hearth.config import DaemonConfig
 from hearth.daemon.functions import DeployError, Functions
 from hearth.gateway import Gateway
+from hearth.sandbox.plan import Host, Planner, SandboxUnavailable, layers
 from hearth.spec import folder_name
 from hearth.store import BundleStore, Store
 from hearth.supervisor import LogBook, Supervisor
@@ -70,7 +71,7 @@ def ensure_token(data_dir: Path, store: Store) -> str:
 
 def run_dir_for(data_dir: Path) -> Path:
     run = data_dir / "run"
-    if len(str(run / "i1000000.sock")) <= MAX_SOCKET_PATH:
+    if len(str(run / ("f" * 63) / "i1000000.sock")) <= MAX_SOCKET_PATH:
         shutil.rmtree(run, ignore_errors=True)
         run.mkdir(mode=0o700)
         return run
@@ -99,7 +100,12 @@ async def serve(
     logs = LogBook(data_dir / "logs")
     run_dir = run_dir_for(data_dir)
     gateway = Gateway(config.domain, config.gateway)
-    supervisor = Supervisor(run_dir, logs)
+    try:
+        chosen = layers(config.sandbox, Host.probe())
+    except SandboxUnavailable as exc:
+        raise DaemonError(str(exc)) from exc
+    planner = Planner(data_dir, run_dir, chosen)
+    supervisor = Supervisor(run_dir, logs, planner, store.identity)
     functions = Functions(
         config,
         store,
@@ -142,6 +148,7 @@ async def serve(
     await functions.restore()
     _write_state(data_dir, config)
     say(f"hearth: gateway {config.gateway_url}  api {config.api_url}  data {data_dir}")
+    say(f"hearth: sandbox {config.sandbox}: {chosen.describe()}")
     for folder in deploy:
         await _deploy_folder(functions, folder, say)
     ticker = asyncio.ensure_future(functions.tick_forever())

@@ -72,7 +72,8 @@ def cover_root(path: str) -> str | None:
 def private_view(reveal: Iterable[str], tmp_size: str = "64m") -> None:
     """Enter a new mount namespace that shows `reveal` where it is, whatever its parents'
     permissions, with a private /tmp and a /proc of this uid's processes only."""
-    wanted = outermost(p for p in reveal if os.path.exists(p))
+    # /tmp itself is the private tmpfs made here; what lies beneath it is revealed.
+    wanted = outermost(p for p in reveal if os.path.exists(p) and os.path.normpath(p) != "/tmp")
     covers = {p: cover_root(p) for p in wanted}
     roots = sorted({r for r in covers.values() if r is not None} | {"/tmp"})
     unshare(CLONE_NEWNS)

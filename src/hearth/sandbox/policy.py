@@ -3,8 +3,6 @@ by the zygote in the forked child before any of the function's code runs."""
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,10 +43,3 @@ class Policy:
             rlimits=tuple((int(r), int(v)) for r, v in data["rlimits"]),
             env=dict(data["env"]),
         )
-
-
-def runtime_paths() -> tuple[str, ...]:
-    """Where the daemon's Python and packages (the runtime every instance imports) live."""
-    paths = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(__file__))}
-    paths.update(p for p in sys.path if p and os.path.isdir(p))
-    return tuple(sorted(paths))

@@ -35,6 +35,10 @@ create table if not exists events (
     kind text not null,
     message text not null
 );
+create table if not exists identities (
+    function text primary key,
+    number integer not null unique
+);
 create table if not exists tokens (
     hash text primary key,
     name text not null,
@@ -68,6 +72,24 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    # identities
+
+    def identity(self, name: str) -> int:
+        """The function's identity number (its uid is derived from it): allocated once, kept
+        after `rm` so a function created again under the name owns its files again."""
+        with self.db:
+            self.db.execute("begin immediate")
+            row = self.db.execute(
+                "select number from identities where function = ?", (name,)
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+            (number,) = self.db.execute(
+                "select coalesce(max(number), 0) + 1 from identities"
+            ).fetchone()
+            self.db.execute("insert into identities values (?, ?)", (name, number))
+        return int(number)
 
     # tokens
 

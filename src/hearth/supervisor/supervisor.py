@@ -14,39 +14,50 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hearth.builder.envs import Env
+from hearth.builder.envs import BASE, Env
+from hearth.sandbox.plan import UID_BASE, Host, Planner, layers
+from hearth.sandbox.policy import Policy
 from hearth.supervisor.instance import Instance, InstanceState, StartError
 from hearth.supervisor.logs import LineReader, LogBook
 from hearth.zygote.client import Zygote, ZygoteError
 
 log = logging.getLogger("hearth.supervisor")
 
-INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
 START_TIMEOUT = 120.0
 EXIT_GRACE = 5.0  # after the status pipe closes without a report, wait this long for the exit
 OUTPUT_TAIL = 20  # lines of an instance's output shown when it exits during startup
 
 
 class Supervisor:
+    """Instances of functions, forked from one zygote per serving version.
+
+    The root zygote (Hearth's code only) spawns a version zygote per serving version; that
+    zygote applies the function's sandbox once and forks the version's instances.
+    """
+
     def __init__(
         self,
         run_dir: Path,
         logs: LogBook,
+        planner: Planner | None = None,
+        identity: Callable[[str], int] | None = None,
         on_exit: Callable[[Instance], None] | None = None,
-        environ: dict[str, str] | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.logs = logs
+        self.planner = planner or Planner(run_dir.parent, run_dir, layers("off", Host.probe()))
+        self.identity = identity or (lambda function: 0)
         self.on_exit = on_exit or (lambda instance: None)
-        environ = dict(os.environ) if environ is None else environ
-        self.base_env = {k: environ[k] for k in INHERITED_ENV if k in environ}
-        self.zygotes: dict[str, Zygote] = {}
+        self.root: Zygote | None = None
+        self.zygotes: dict[str, Zygote] = {}  # by "function@version"
+        self._wanted: dict[str, tuple[str, int, Env, Path]] = {}
         self.instances: dict[int, Instance] = {}
         self._seq = itertools.count(1)
         self._zygote_locks: dict[str, asyncio.Lock] = {}
@@ -59,32 +70,71 @@ class Supervisor:
     def __repr__(self) -> str:
         return f"<Supervisor [{len(self.zygotes)} zygotes | {len(self.instances)} instances]>"
 
-    async def zygote(self, env: Env) -> Zygote:
-        lock = self._zygote_locks.setdefault(env.key, asyncio.Lock())
+    async def _root(self) -> Zygote:
+        lock = self._zygote_locks.setdefault("", asyncio.Lock())
         async with lock:
-            zygote = self.zygotes.get(env.key)
+            if self.root is not None and self.root.alive:
+                return self.root
+            root = Zygote("root", self._zygote_exit)
+            await root.start(sys.executable, [], self.lifeline_r)
+            self.root = root
+            log.info("root zygote started (pid %s)", root.pid)
+            return root
+
+    async def zygote(self, function: str, version: int, env: Env, code: Path) -> Zygote:
+        """The version's zygote, spawned (sandboxed) from the root zygote when missing."""
+        key = f"{function}@{version}"
+        lock = self._zygote_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            zygote = self.zygotes.get(key)
             if zygote is not None and zygote.alive:
                 return zygote
-            zygote = Zygote(env.key, env.python, env.preload, self.lifeline_r, self._zygote_exit)
-            await zygote.start()
-            self.zygotes[env.key] = zygote
-            log.info("zygote for environment %s started (pid %s)", env.key, zygote.pid)
-            task = asyncio.ensure_future(self._watch_zygote(env, zygote))
+            policy, exec_spec = self._plan(function, env, code)
+            root = await self._root()
+            zygote = await root.spawn(key, policy.to_dict(), exec_spec)
+            self.zygotes[key] = zygote
+            self._wanted[key] = (function, version, env, code)
+            log.info("zygote for %s started (pid %s)", key, zygote.pid)
+            task = asyncio.ensure_future(self._watch_zygote(key, zygote))
             self._watchers.add(task)
             task.add_done_callback(self._watchers.discard)
             return zygote
 
-    async def _watch_zygote(self, env: Env, zygote: Zygote) -> None:
-        """A zygote that dies is started again; its instances keep serving meanwhile."""
-        code = await zygote.wait()
-        zygote.kill()  # fail pending forks at once
-        if self._closing or self.zygotes.get(env.key) is not zygote:
+    def _plan(self, function: str, env: Env, code: Path) -> tuple[Policy, dict[str, Any] | None]:
+        number = self.identity(function)
+        chosen = self.planner.layers
+        places = self.planner.places(function, UID_BASE + number if chosen.identity else None)
+        if env.key == BASE:
+            return self.planner.policy(number, places, code, None), None
+        root = Path(env.python).parent.parent
+        site = next((root / "lib").glob("python3*/site-packages"))
+        exec_spec = {"python": env.python, "site": str(site), "preload": env.preload}
+        return self.planner.policy(number, places, code, root), exec_spec
+
+    def socket_dir(self, function: str) -> Path:
+        return self.run_dir / function
+
+    def all_zygotes(self) -> list[Zygote]:
+        return [*([self.root] if self.root is not None else []), *self.zygotes.values()]
+
+    async def _watch_zygote(self, key: str, zygote: Zygote) -> None:
+        """A version's zygote that dies is spawned again (a cold start must not wait for
+        it); its instances keep serving meanwhile (they watch the lifeline, not it)."""
+        await zygote.wait()
+        if self._closing or self.zygotes.get(key) is not zygote:
             return
-        log.warning("zygote for environment %s exited (%s); starting it again", env.key, code)
-        try:
-            await self.zygote(env)
-        except ZygoteError as exc:
-            log.error("%s (it will be tried again at the next instance start)", exc)
+        log.warning("zygote for %s exited; starting it again", key)
+        for delay in (0.0, 0.2, 1.0):  # the root zygote may have died with it
+            await asyncio.sleep(delay)
+            if self._closing or key not in self._wanted:
+                return
+            try:
+                await self.zygote(*self._wanted[key])
+                return
+            except (ZygoteError, OSError, StopIteration) as exc:
+                error = exc
+        self.zygotes.pop(key, None)
+        log.error("zygote for %s: %s (tried again at the next instance start)", key, error)
 
     async def start(
         self,
@@ -105,7 +155,7 @@ class Supervisor:
             function=function,
             version=version,
             env=env.key,
-            socket=str(self.run_dir / f"i{seq}.sock"),
+            socket=str(self.socket_dir(function) / f"i{seq}.sock"),
             concurrency=concurrency,
             memory_limit=memory_limit,
         )
@@ -116,7 +166,6 @@ class Supervisor:
             "concurrency": concurrency,
             "drain": drain,
             "env": {
-                **self.base_env,
                 **user_env,
                 "HEARTH_FUNCTION": function,
                 "HEARTH_VERSION": str(version),
@@ -127,7 +176,7 @@ class Supervisor:
         log_r, log_w = os.pipe()
         status_r, status_w = os.pipe()
         try:
-            zygote = await self.zygote(env)
+            zygote = await self.zygote(function, version, env, code_dir)
             instance.pid = await zygote.fork(spec, [log_w, status_w])
         except (ZygoteError, OSError, TimeoutError) as exc:
             for fd in (log_r, status_r):
@@ -193,13 +242,13 @@ class Supervisor:
             return ""
         return "\nits last output:\n" + "\n".join(lines)
 
-    def stop_zygote(self, key: str) -> bool:
-        """Stop the zygote of an environment that is going away; True if one ran."""
-        zygote = self.zygotes.pop(key, None)
+    def stop_zygote(self, function: str, version: int) -> bool:
+        """Stop the zygote of a version that no longer serves; True if one ran."""
+        self._wanted.pop(f"{function}@{version}", None)
+        zygote = self.zygotes.pop(f"{function}@{version}", None)
         if zygote is None:
             return False
-        zygote.kill()  # its watcher sees it is no longer ours and does not restart it
-        log.info("zygote for environment %s stopped (environment removed)", key)
+        zygote.kill()  # its watcher sees it is no longer ours
         return True
 
     def _watch(self, instance: Instance) -> None:
@@ -285,12 +334,14 @@ class Supervisor:
     async def close(self) -> None:
         """Stop the zygotes (instances are stopped by their owners before this)."""
         self._closing = True
-        for zygote in self.zygotes.values():
+        zygotes = [*self.zygotes.values(), *([self.root] if self.root else [])]
+        for zygote in zygotes:
             zygote.kill()
-        for zygote in self.zygotes.values():
+        for zygote in zygotes:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(zygote.wait(), 5)
         self.zygotes.clear()
+        self.root = None
         os.close(self.lifeline_w)
         os.close(self.lifeline_r)
 

@@ -1,14 +1,18 @@
-"""The daemon's handle on one zygote process."""
+"""The daemon's handle on a zygote process: the root zygote, or a version zygote."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
+import signal
 import socket
 from collections.abc import Callable
 from typing import Any
+
+READY_TIMEOUT = 120.0  # an environment's preload may import a lot
 
 
 class ZygoteError(RuntimeError):
@@ -16,20 +20,10 @@ class ZygoteError(RuntimeError):
 
 
 class Zygote:
-    """One zygote per environment; `fork()` returns the new instance's pid."""
+    """A zygote process: `fork()` returns a new instance's pid, `spawn()` a new zygote."""
 
-    def __init__(
-        self,
-        key: str,
-        python: str,
-        preload: list[str],
-        lifeline: int,
-        on_exit: Callable[[int, int], None],
-    ) -> None:
+    def __init__(self, key: str, on_exit: Callable[[int, int], None]) -> None:
         self.key = key
-        self.python = python
-        self.preload = preload
-        self.lifeline = lifeline
         self.on_exit = on_exit
         self.pid: int | None = None
         self.process: asyncio.subprocess.Process | None = None
@@ -37,6 +31,7 @@ class Zygote:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[int]] = {}
         self._ready: asyncio.Future[int] | None = None
+        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def __repr__(self) -> str:
         return f"<Zygote {self.key} pid={self.pid} pending={len(self._pending)}>"
@@ -45,18 +40,18 @@ class Zygote:
     def alive(self) -> bool:
         return self._sock is not None
 
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+    async def start(self, python: str, preload: list[str], lifeline: int) -> None:
+        """Start the root zygote: a new interpreter that runs only Hearth's code."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.process = await asyncio.create_subprocess_exec(
-                self.python,
+                python,
                 "-m",
                 "hearth.zygote",
                 str(theirs.fileno()),
-                str(self.lifeline),
-                json.dumps(self.preload),
-                pass_fds=(theirs.fileno(), self.lifeline),
+                str(lifeline),
+                json.dumps(preload),
+                pass_fds=(theirs.fileno(), lifeline),
                 start_new_session=True,  # terminal signals go to the daemon alone
                 stdin=asyncio.subprocess.DEVNULL,
                 # glibc makes an arena per thread (WSGI and sync handlers run in threads);
@@ -65,35 +60,65 @@ class Zygote:
             )
         finally:
             theirs.close()
-        ours.setblocking(False)
-        self._sock = ours
-        self._ready = loop.create_future()
-        loop.add_reader(ours.fileno(), self._on_readable)
+        await self._attach(ours)
+
+    async def spawn(
+        self, key: str, policy: dict[str, Any], exec_spec: dict[str, Any] | None
+    ) -> Zygote:
+        """Fork a version zygote that applies `policy` (and execs `exec_spec`, if given)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        child = Zygote(key, self.on_exit)
         try:
-            self.pid = await asyncio.wait_for(self._ready, 120)
-        except (TimeoutError, ZygoteError) as exc:
-            self.kill()
-            raise ZygoteError(f"zygote for environment {self.key} did not start: {exc}") from exc
+            message = {"op": "spawn", "policy": policy, "exec": exec_spec}
+            child.pid = await self._request(message, [theirs.fileno()])
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        await child._attach(ours)
+        return child
 
     async def fork(self, spec: dict[str, Any], fds: list[int]) -> int:
-        if self._sock is None:
-            raise ZygoteError(f"zygote for environment {self.key} is not running")
-        request_id = next(self._ids)
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        message = json.dumps({"op": "fork", "id": request_id, "spec": spec}).encode()
-        # A small datagram on a local socket: the send completes without blocking.
-        socket.send_fds(self._sock, [message], fds)
-        return await asyncio.wait_for(future, 30)
+        return await self._request({"op": "fork", "spec": spec}, fds)
 
     def kill(self) -> None:
         self._close(ZygoteError("zygote stopped"))
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
+        elif self.process is None and self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
 
-    async def wait(self) -> int:
-        assert self.process is not None
-        return await self.process.wait()
+    async def wait(self) -> None:
+        """Until the zygote is gone (its socket closed)."""
+        await asyncio.shield(self._closed)
+        if self.process is not None:
+            await self.process.wait()
+
+    async def _attach(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        self._sock = sock
+        self._ready = loop.create_future()
+        loop.add_reader(sock.fileno(), self._on_readable)
+        try:
+            pid = await asyncio.wait_for(self._ready, READY_TIMEOUT)
+        except (TimeoutError, ZygoteError) as exc:
+            self.kill()
+            raise ZygoteError(f"zygote {self.key} did not start: {exc}") from exc
+        self.pid = self.pid or pid
+
+    async def _request(self, message: dict[str, Any], fds: list[int]) -> int:
+        if self._sock is None:
+            raise ZygoteError(f"zygote {self.key} is not running")
+        request_id = next(self._ids)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        data = json.dumps({**message, "id": request_id}).encode()
+        # A small datagram on a local socket: the send completes without blocking.
+        socket.send_fds(self._sock, [data], fds)
+        return await asyncio.wait_for(future, 30)
 
     def _on_readable(self) -> None:
         assert self._sock is not None
@@ -104,18 +129,23 @@ class Zygote:
         except OSError:
             data = b""
         if not data:
-            self._close(ZygoteError(f"zygote for environment {self.key} exited"))
+            self._close(ZygoteError(f"zygote {self.key} exited"))
             return
-        message = json.loads(data)
-        op = message["op"]
-        if op == "forked":
-            future = self._pending.pop(message["id"], None)
+        try:
+            message = json.loads(data)
+            op = message["op"]
+        except (ValueError, KeyError, TypeError):
+            self._close(ZygoteError(f"zygote {self.key} sent a malformed message"))
+            self.kill()
+            return
+        if op in ("forked", "spawned"):
+            future = self._pending.pop(message.get("id"), None)
             if future is not None and not future.done():
-                future.set_result(message["pid"])
+                future.set_result(int(message["pid"]))
         elif op == "exit":
-            self.on_exit(message["pid"], message["code"])
+            self.on_exit(int(message["pid"]), int(message["code"]))
         elif op == "ready" and self._ready is not None and not self._ready.done():
-            self._ready.set_result(message["pid"])
+            self._ready.set_result(int(message["pid"]))
 
     def _close(self, error: Exception) -> None:
         if self._sock is not None:
@@ -126,3 +156,5 @@ class Zygote:
             if future is not None and not future.done():
                 future.set_exception(error)
         self._pending.clear()
+        if not self._closed.done():
+            self._closed.set_result(None)

@@ -1,15 +1,24 @@
-"""The zygote process: import once, then fork instances for the daemon.
+"""Zygote processes: import once, then fork.
 
-It stays single-threaded and holds no event loop, so a fork is a clean copy. The daemon
-talks to it over a SOCK_SEQPACKET socket, one JSON message per packet:
+There are two kinds, one program. The root zygote runs only Hearth's own code, as the
+daemon's user: it imports the runtime and forks one *version zygote* per serving version
+of a function. That child applies the function's sandbox (hearth.sandbox) before anything
+of the function's is loaded, then either goes on as a zygote in the same interpreter (the
+base environment) or execs the environment's Python (a function with requirements), which
+imports the environment's packages under the sandbox. Instances are forked from their
+version's zygote and inherit every layer of its sandbox, so a cold start pays for none.
 
-    daemon -> zygote   {"op": "fork", "id": 7, "spec": {...}}   + fds [log, status]
-    zygote -> daemon   {"op": "ready", "pid": 123}
-                       {"op": "forked", "id": 7, "pid": 456}
-                       {"op": "exit", "pid": 456, "code": 0}    (negative: killed by signal)
+The daemon talks to each zygote over a SOCK_SEQPACKET socket, one JSON message a packet:
 
-The zygote exits when the daemon's end of the socket or the lifeline closes. Instances
-survive a zygote's death (they watch the lifeline, not the zygote).
+    daemon -> root      {"op": "spawn", "id": 3, "policy": {...}, "exec": null | {...}}
+                        + fds [the new zygote's socket]
+    daemon -> version   {"op": "fork", "id": 7, "spec": {...}}   + fds [log, status]
+    zygote -> daemon    {"op": "ready", "pid": 123}
+                        {"op": "spawned", "id": 3, "pid": 455} | {"op": "forked", "id": 7, ...}
+                        {"op": "exit", "pid": 456, "code": 0}    (negative: killed by signal)
+
+A zygote exits when the daemon's end of its socket or the lifeline closes. Instances
+survive their zygote's death (they watch the lifeline, not the zygote).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from typing import Any
 
 RUNTIME_MODULES = (
     "hearth.runtime.serve",
+    "hearth.sandbox.apply",
     "uvicorn.protocols.http.httptools_impl",
     "uvicorn.lifespan.on",
     "uvicorn.protocols.websockets.auto",
@@ -39,18 +49,29 @@ RUNTIME_MODULES = (
     "starlette.concurrency",
     "anyio._backends._asyncio",
 )
+# What an exec'd version zygote runs: `-I -S` keeps the environment's .pth files (code a
+# package may ship) from running before the sandbox; they run here, after it.
+BOOTSTRAP = (
+    "import site, sys; site.addsitedir(sys.argv[1]); "
+    "from hearth.zygote.process import main; main(sys.argv[2:])"
+)
 
 
 def main(argv: list[str]) -> None:
+    """`python -m hearth.zygote CTL_FD LIFELINE_FD [PRELOAD_JSON]`."""
     ctl = socket.socket(fileno=int(argv[0]))
     lifeline = int(argv[1])
     extra = json.loads(argv[2]) if len(argv) > 2 else []
     preload([*RUNTIME_MODULES, *extra])
+    serve(ctl, lifeline)
+
+
+def serve(ctl: socket.socket, lifeline: int) -> None:
+    """Answer fork and spawn requests until the daemon goes away."""
     # Objects that exist now are shared with every child; keep the collector off them so
     # their pages are never written to (and copied) by a child.
     gc.collect()
     gc.freeze()
-
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -76,7 +97,12 @@ def main(argv: list[str]) -> None:
                     os._exit(0)
                 if not data:
                     os._exit(0)
-                _fork(ctl, json.loads(data), fds, (wake_r, wake_w), lifeline)
+                request = json.loads(data)
+                wake = (wake_r, wake_w)
+                if request["op"] == "spawn":
+                    _spawn(ctl, request, fds, wake, lifeline, selector)
+                else:
+                    _fork(ctl, request, fds, wake, lifeline)
 
 
 def preload(modules: list[str]) -> None:
@@ -85,6 +111,55 @@ def preload(modules: list[str]) -> None:
             importlib.import_module(name)
         except Exception as exc:  # a package that fails at import must not stop the zygote
             print(f"zygote: could not preload {name}: {exc!r}", file=sys.stderr, flush=True)
+
+
+def _spawn(
+    ctl: socket.socket,
+    request: dict[str, Any],
+    fds: list[int],
+    wake: tuple[int, int],
+    lifeline: int,
+    selector: selectors.BaseSelector,
+) -> None:
+    """Fork a version zygote: sandbox first, then its own loop (or its environment's Python)."""
+    (child_ctl,) = fds
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _become_zygote(ctl, wake, selector)
+            from hearth.sandbox import SANDBOX_FAILURE, Policy, SandboxError, apply
+
+            policy = Policy.from_dict(request["policy"])
+            try:
+                apply(policy)
+            except SandboxError as exc:
+                print(f"zygote: {exc}", file=sys.stderr, flush=True)
+                os._exit(SANDBOX_FAILURE)
+            # Nothing of the daemon's own environment reaches a function.
+            os.environ.clear()
+            os.environ.update(policy.env)
+            spawn = request.get("exec")
+            if spawn:
+                os.set_inheritable(child_ctl, True)
+                os.set_inheritable(lifeline, True)
+                argv = [spawn["python"], "-I", "-S", "-c", BOOTSTRAP, spawn["site"]]
+                argv += [str(child_ctl), str(lifeline), json.dumps(spawn["preload"])]
+                os.execve(spawn["python"], argv, policy.env)
+            serve(socket.socket(fileno=child_ctl), lifeline)
+        finally:
+            os._exit(1)
+    os.close(child_ctl)
+    _send(ctl, {"op": "spawned", "id": request["id"], "pid": pid})
+
+
+def _become_zygote(
+    ctl: socket.socket, wake: tuple[int, int], selector: selectors.BaseSelector
+) -> None:
+    signal.set_wakeup_fd(-1)
+    selector.close()
+    ctl.close()
+    os.close(wake[0])
+    os.close(wake[1])
 
 
 def _fork(

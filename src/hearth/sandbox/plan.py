@@ -1,0 +1,162 @@
+"""The sandbox a host can give, and each function's policy and places on disk.
+
+`Host` is probed once at start (is the daemon root, which Landlock ABI, is libseccomp
+there); `Planner` turns a function's version into a Policy and prepares the folders the
+function owns. The levels: `off` (development: no walls, said loudly), `auto` (every
+layer the host offers), `strict` (refuse to start unless the host offers them all).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from hearth.sandbox import landlock, seccomp
+from hearth.sandbox.policy import DEVICES, SYSTEM_READ, Policy
+
+LEVELS = ("off", "auto", "strict")
+UID_BASE = 200_000  # function uids: UID_BASE + a number the store keeps for each function
+CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "MALLOC_ARENA_MAX": "2"}
+
+
+class SandboxUnavailable(RuntimeError):
+    """`--sandbox strict` asked for layers this host cannot give."""
+
+
+@dataclass(frozen=True)
+class Host:
+    root: bool
+    landlock: int  # ABI, 0 = none
+    seccomp: bool
+
+    @classmethod
+    def probe(cls) -> Host:
+        return cls(os.geteuid() == 0, landlock.abi_version(), seccomp.available())
+
+
+@dataclass(frozen=True)
+class Layers:
+    """What `auto` or `strict` applies on a host (all False for `off`)."""
+
+    identity: bool
+    mounts: bool
+    landlock: int
+    seccomp: bool
+
+    def describe(self) -> str:
+        if not (self.identity or self.landlock or self.seccomp):
+            return "OFF: functions run as the daemon's user with no walls (development only)"
+        parts = []
+        if self.identity:
+            parts.append("uid per function")
+        if self.mounts:
+            parts.append("private mounts (own /tmp, /proc hidepid)")
+        if self.landlock:
+            parts.append(f"landlock v{self.landlock}")
+        if self.seccomp:
+            parts.append("seccomp")
+        return ", ".join(parts)
+
+
+def layers(level: str, host: Host) -> Layers:
+    """The layers for `level` on `host`; pure, so it is tested without a host."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown sandbox level {level!r}: use one of {', '.join(LEVELS)}")
+    if level == "off":
+        return Layers(False, False, 0, False)
+    chosen = Layers(host.root, host.root, host.landlock, host.seccomp)
+    if level == "strict":
+        missing = [
+            what
+            for what, ok in (
+                ("root (for a uid per function and private mounts)", host.root),
+                ("Landlock (Linux >= 5.13 with landlock in the LSM list)", host.landlock > 0),
+                ("libseccomp (apt-get install libseccomp2)", host.seccomp),
+            )
+            if not ok
+        ]
+        if missing:
+            raise SandboxUnavailable(
+                "--sandbox strict needs " + "; ".join(missing) + ": fix the host, or use "
+                "--sandbox auto to run with what it offers"
+            )
+    return chosen
+
+
+@dataclass(frozen=True)
+class Places:
+    """A function's own folders: persistent data, temporary files, instance sockets."""
+
+    data: Path
+    tmp: Path
+    sockets: Path
+
+
+class Planner:
+    def __init__(self, data_dir: Path, run_dir: Path, chosen: Layers) -> None:
+        self.data_dir = data_dir
+        self.run_dir = run_dir
+        self.layers = chosen
+        self.runtime = runtime_paths(data_dir)
+
+    def places(self, function: str, uid: int | None) -> Places:
+        """Create (or fix up) the function's folders, owned by its uid, closed to others."""
+        home = self.data_dir / "functions" / function
+        places = Places(home / "data", home / "tmp", self.run_dir / function)
+        for folder in (home.parent, home):
+            folder.mkdir(mode=0o711, exist_ok=True)
+        for folder in (places.data, places.tmp, places.sockets):
+            folder.mkdir(mode=0o700, exist_ok=True)
+            if uid is not None:
+                os.chown(folder, uid, uid)
+        return places
+
+    def forget(self, function: str) -> None:
+        """Remove the function's sockets and temporary files (its data stays)."""
+        shutil.rmtree(self.run_dir / function, ignore_errors=True)
+        shutil.rmtree(self.data_dir / "functions" / function / "tmp", ignore_errors=True)
+
+    def policy(
+        self, number: int | None, places: Places, code: Path, env_root: Path | None
+    ) -> Policy:
+        """The policy of one version of a function whose identity number is `number`."""
+        chosen = self.layers
+        uid = UID_BASE + number if chosen.identity and number is not None else None
+        tmp = "/tmp" if chosen.mounts else str(places.tmp)
+        read = [*SYSTEM_READ, *self.runtime, str(code)]
+        if env_root is not None:
+            read.append(str(env_root))
+        write = [str(places.data), str(places.sockets), *DEVICES]
+        write.append(tmp if not chosen.mounts else "/tmp")
+        env = {**CLEAN_ENV, "HOME": str(places.data), "TMPDIR": tmp}
+        env["HEARTH_DATA"] = str(places.data)
+        return Policy(
+            uid=uid,
+            gid=uid,
+            mounts=chosen.mounts,
+            landlock=chosen.landlock,
+            seccomp=chosen.seccomp,
+            read=tuple(read),
+            write=tuple(write),
+            env=env,
+        )
+
+
+def runtime_paths(data_dir: Path) -> tuple[str, ...]:
+    """Where the daemon's Python and packages (the runtime every instance imports) live,
+    never a folder that holds the data directory (the daemon's working directory may)."""
+    import hearth
+
+    candidates = {sys.prefix, sys.base_prefix, str(Path(hearth.__file__).parent)}
+    candidates.update(p for p in sys.path if p and os.path.isdir(p))
+    data = str(data_dir.resolve())
+    kept = []
+    for path in candidates:
+        real = os.path.realpath(path)
+        if data == real or data.startswith(real.rstrip("/") + "/"):
+            continue
+        kept.append(real)
+    return tuple(sorted(set(kept)))
