@@ -1,0 +1,162 @@
+"""A hostile tenant against a victim and the platform, on the real daemon (sandbox auto).
+
+The attacker is an ordinary function whose handler tries one attack per query parameter
+and reports what happened; every attack must fail while the victim keeps answering.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import pytest
+
+from tests.e2e.conftest import Daemon, write_function
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the full sandbox needs root")
+
+ATTACKER = """
+import ctypes, json, os, signal, socket
+
+def attempt(fn):
+    try:
+        return ["ok", repr(fn())[:200]]
+    except Exception as exc:
+        return ["refused", type(exc).__name__]
+
+def read(path):
+    with open(path, "rb") as fh:
+        return fh.read(100)
+
+def write(path):
+    with open(path, "w") as fh:
+        return fh.write("pwned")
+
+def connect(path):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+    return s.recv(100)
+
+def ptrace(pid):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.ptrace(16, pid, 0, 0) != 0:  # PTRACE_ATTACH
+        raise OSError(ctypes.get_errno(), "ptrace")
+    return "attached"
+
+def handle(request):
+    q = request.query_params
+    data = q["data_dir"]
+    victim, daemon = int(q["victim_pid"]), int(q["daemon_pid"])
+    return {
+        "token": attempt(lambda: read(data + "/token")),
+        "database": attempt(lambda: read(data + "/hearth.db")),
+        "code_listing": attempt(lambda: os.listdir(data + "/code")),
+        "victim_code": attempt(lambda: read(q["victim_code"] + "/main.py")),
+        "victim_data": attempt(lambda: os.listdir(q["victim_data"])),
+        "logs": attempt(lambda: os.listdir(data + "/logs")),
+        "victim_environ": attempt(lambda: read(f"/proc/{victim}/environ")),
+        "victim_visible": os.path.exists(f"/proc/{victim}"),
+        "daemon_visible": os.path.exists(f"/proc/{daemon}"),
+        "kill_victim": attempt(lambda: os.kill(victim, signal.SIGKILL)),
+        "kill_daemon": attempt(lambda: os.kill(daemon, signal.SIGKILL)),
+        "ptrace_victim": attempt(lambda: ptrace(victim)),
+        "victim_socket": attempt(lambda: connect(q["victim_socket"])),
+        "write_own_code": attempt(lambda: write(os.getcwd() + "/main.py")),
+        "write_envs": attempt(lambda: write(data + "/envs/evil")),
+        "write_etc": attempt(lambda: write("/etc/hearth-evil")),
+        "canary": os.environ.get("HEARTH_TEST_CANARY"),
+        "become_root": attempt(lambda: os.setuid(0)),
+        "uid": os.getuid(),
+        "own_data": attempt(lambda: write(os.environ["HEARTH_DATA"] + "/mine")),
+        "own_tmp": attempt(lambda: write(os.environ["TMPDIR"] + "/mine")),
+    }
+"""
+
+VICTIM = """
+import os
+
+def handle(request):
+    return {"pid": os.getpid(), "secret": os.environ["VICTIM_SECRET"]}
+"""
+
+
+@pytest.fixture(scope="module")
+def arena(tmp_path_factory):
+    base = tmp_path_factory.mktemp("sandbox")
+    os.environ["HEARTH_TEST_CANARY"] = "operator-credential"  # the daemon's environment
+    try:
+        d = Daemon(base / "data").start()
+    finally:
+        del os.environ["HEARTH_TEST_CANARY"]
+    victim = write_function(
+        base,
+        "victim",
+        {"main.py": VICTIM, "hearth.toml": '[env]\nVICTIM_SECRET = "s3cret"\n'},
+    )
+    attacker = write_function(base, "attacker", {"main.py": ATTACKER})
+    d.deploy(victim)
+    d.deploy(attacker)
+    yield d
+    assert d.stop() == 0, d.log()
+
+
+def attack(d: Daemon) -> dict:
+    victim = d.status("victim")
+    (instance,) = victim["instances"]
+    bundle = victim["versions"][-1]["bundle"]
+    sockets = glob.glob(str(d.data_dir / "run" / "victim" / "*.sock")) + glob.glob(
+        "/tmp/hearth-*/victim/*.sock"
+    )
+    params = {
+        "data_dir": str(d.data_dir),
+        "victim_pid": instance["pid"],
+        "daemon_pid": d.proc.pid,
+        "victim_code": str(d.data_dir / "code" / bundle),
+        "victim_data": str(d.data_dir / "functions" / "victim" / "data"),
+        "victim_socket": sockets[0] if sockets else "/nonexistent",
+    }
+    r = d.get("/fn/attacker/", params=params)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_every_attack_is_contained_and_the_victim_keeps_answering(arena):
+    out = attack(arena)
+    print(json.dumps(out, indent=1))
+    for name in (
+        "token",
+        "database",
+        "victim_code",
+        "victim_data",
+        "logs",
+        "victim_environ",
+        "kill_victim",
+        "kill_daemon",
+        "ptrace_victim",
+        "victim_socket",
+        "write_own_code",
+        "write_envs",
+        "write_etc",
+        "become_root",
+    ):
+        assert out[name][0] == "refused", (name, out[name])
+    # Its view of the code folder holds its own code alone.
+    assert arena.status("victim")["versions"][-1]["bundle"] not in out["code_listing"][1]
+    assert out["victim_visible"] is False
+    assert out["daemon_visible"] is False
+    assert out["canary"] is None
+    assert out["uid"] >= 200_000
+    assert out["own_data"][0] == "ok"
+    assert out["own_tmp"][0] == "ok"
+    victim = arena.get("/fn/victim/").json()
+    assert victim["secret"] == "s3cret"
+
+
+def test_functions_get_distinct_identities_that_last(arena):
+    uid = attack(arena)["uid"]
+    assert attack(arena)["uid"] == uid
+    with arena.api_client() as api:
+        info = api.get("/v1/info").json()
+    assert "uid per function" in info["sandbox"]
