@@ -178,6 +178,9 @@ class Supervisor:
         try:
             zygote = await self.zygote(function, version, env, code_dir)
             instance.pid = await zygote.fork(spec, [log_w, status_w])
+            if parent_of(instance.pid) not in (zygote.pid, None):
+                zygote.kill()  # it named a process that is not its child: never trust it again
+                raise ZygoteError(f"zygote {zygote.key} reported pid {instance.pid}, not its child")
         except (ZygoteError, OSError, TimeoutError) as exc:
             for fd in (log_r, status_r):
                 os.close(fd)
@@ -267,9 +270,11 @@ class Supervisor:
 
         loop.add_reader(pidfd, readable)
 
-    def _zygote_exit(self, pid: int, code: int) -> None:
+    def _zygote_exit(self, zygote: Zygote, pid: int, code: int) -> None:
+        """An exit reported by a zygote: believed only for that zygote's own instances (a
+        version zygote runs a function's packages and may lie)."""
         instance = self.instances.get(pid)
-        if instance is not None:
+        if instance is not None and f"{instance.function}@{instance.version}" == zygote.key:
             self._exited(instance, code)
 
     def _exited(self, instance: Instance, code: int | None) -> None:
@@ -409,6 +414,16 @@ class StatusReader(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.first.done():
             self.first.set_result(b"")
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent pid of a process; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the command name may hold spaces
 
 
 def resident_bytes(pid: int) -> int:

@@ -22,7 +22,7 @@ class ZygoteError(RuntimeError):
 class Zygote:
     """A zygote process: `fork()` returns a new instance's pid, `spawn()` a new zygote."""
 
-    def __init__(self, key: str, on_exit: Callable[[int, int], None]) -> None:
+    def __init__(self, key: str, on_exit: Callable[[Zygote, int, int], None]) -> None:
         self.key = key
         self.on_exit = on_exit
         self.pid: int | None = None
@@ -143,7 +143,7 @@ class Zygote:
             if future is not None and not future.done():
                 future.set_result(int(message["pid"]))
         elif op == "exit":
-            self.on_exit(int(message["pid"]), int(message["code"]))
+            self.on_exit(self, int(message["pid"]), int(message["code"]))
         elif op == "ready" and self._ready is not None and not self._ready.done():
             self._ready.set_result(int(message["pid"]))
 
