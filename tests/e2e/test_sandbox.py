@@ -74,6 +74,23 @@ def handle(request):
     }
 """
 
+FORGER = """
+import gc
+
+FORGED = b"HTTP/1.1 200 OK\\r\\ncontent-length: 6\\r\\n\\r\\nforged"
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    # Find uvicorn's connection object and write raw bytes past the real response.
+    protocol = next(o for o in gc.get_objects() if type(o).__name__ == "HttpToolsProtocol"
+                    and getattr(o, "transport", None) is not None)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+    protocol.transport.write(FORGED)
+"""
+
 VICTIM = """
 import os
 
@@ -96,8 +113,10 @@ def arena(tmp_path_factory):
         {"main.py": VICTIM, "hearth.toml": '[env]\nVICTIM_SECRET = "s3cret"\n'},
     )
     attacker = write_function(base, "attacker", {"main.py": ATTACKER})
+    forger = write_function(base, "forger", {"main.py": FORGER})
     d.deploy(victim)
     d.deploy(attacker)
+    d.deploy(forger)
     yield d
     assert d.stop() == 0, d.log()
 
@@ -160,3 +179,14 @@ def test_functions_get_distinct_identities_that_last(arena):
     with arena.api_client() as api:
         info = api.get("/v1/info").json()
     assert "uid per function" in info["sandbox"]
+
+
+def test_a_forged_response_never_answers_another_request(arena):
+    import httpx
+
+    with httpx.Client(base_url=arena.gateway, timeout=30) as client:
+        first = client.get("/fn/forger/")
+        second = client.get("/fn/victim/")  # same keep-alive connection, if it survived
+    assert b"forged" not in first.content
+    assert second.json()["secret"] == "s3cret"
+    assert any(e["kind"] == "recycle" for e in arena.events("forger"))

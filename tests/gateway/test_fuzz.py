@@ -51,6 +51,8 @@ REPLIES = st.sampled_from(
         b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nok",  # never finished
+        b"NOT HTTP\r\n\r\n",  # a broken instance
+        OK + b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged",  # a forging one
     ]
 )
 
@@ -98,6 +100,7 @@ async def exercise(stream: bytes, cuts: list[int], replies: list[bytes]) -> None
     assert s.backend.in_flight == 0
     assert not s.pool.waiters
     parse_responses(bytes(s.transport.written))
+    assert b"forged" not in s.transport.written
 
 
 @settings(

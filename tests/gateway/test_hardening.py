@@ -98,7 +98,7 @@ async def test_expect_continue_to_unknown_function_is_404_without_waiting(setup)
 async def test_stalled_body_gets_408_and_the_instance_is_not_blamed():
     timeouts = []
     s = Setup(config=GatewayConfig(body_timeout=5))
-    s.pool.on_timeout = lambda pool, backend: timeouts.append(backend)
+    s.pool.on_recycle = lambda pool, backend, reason: timeouts.append(backend)
     s.send(b"POST /fn/hello/ HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n012")
     assert s.upstream_got().endswith(b"012")
     later(s, 2)
@@ -125,7 +125,7 @@ async def test_body_deadline_does_not_run_while_the_gateway_is_not_reading():
 async def test_slow_body_past_the_function_timeout_is_408_not_a_recycle():
     timeouts = []
     s = Setup(RouteLimits(timeout=0.01))
-    s.pool.on_timeout = lambda pool, backend: timeouts.append(backend)
+    s.pool.on_recycle = lambda pool, backend, reason: timeouts.append(backend)
     s.send(b"POST /fn/hello/ HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n012")
     s.upstreams[0].exchange.timed_out()
     assert status_of(s.transport.take()) == 408
@@ -135,7 +135,7 @@ async def test_slow_body_past_the_function_timeout_is_408_not_a_recycle():
 async def test_stuck_handler_after_the_whole_body_is_still_recycled():
     timeouts = []
     s = Setup(RouteLimits(timeout=0.01))
-    s.pool.on_timeout = lambda pool, backend: timeouts.append(backend)
+    s.pool.on_recycle = lambda pool, backend, reason: timeouts.append(backend)
     s.send(b"POST /fn/hello/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n012")
     s.upstreams[0].exchange.timed_out()
     assert status_of(s.transport.take()) == 504
@@ -145,7 +145,7 @@ async def test_stuck_handler_after_the_whole_body_is_still_recycled():
 async def test_timeout_after_the_response_began_closes_without_recycling():
     timeouts = []
     s = Setup(RouteLimits(timeout=0.01))
-    s.pool.on_timeout = lambda pool, backend: timeouts.append(backend)
+    s.pool.on_recycle = lambda pool, backend, reason: timeouts.append(backend)
     s.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
     s.reply(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n01")
     s.upstreams[0].exchange.timed_out()
@@ -160,7 +160,7 @@ async def test_timeout_after_the_response_began_closes_without_recycling():
 async def test_malformed_chunked_body_is_400_at_once_and_the_instance_is_untouched():
     timeouts = []
     s = Setup()
-    s.pool.on_timeout = lambda pool, backend: timeouts.append(backend)
+    s.pool.on_recycle = lambda pool, backend, reason: timeouts.append(backend)
     s.send(b"POST /fn/hello/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
     s.send(b"5\r\nhello\r\nZZZ\r\n")
     head, body = error_body(s.transport.take())
@@ -256,3 +256,63 @@ async def test_refused_client_still_sending_gets_a_half_close_then_a_close(setup
     assert transport.take() == b""
     await asyncio.sleep(LINGER + 0.2)
     assert transport.closed
+
+
+# issue 8: responses are framed, not passed through
+
+
+FORGED = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged"
+
+
+async def test_bytes_past_the_end_of_a_response_never_reach_the_client():
+    recycled = []
+    s = Setup()
+    s.pool.on_recycle = lambda pool, backend, reason: recycled.append(reason)
+    s.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.reply(OK + FORGED)  # a whole response, then a forged answer for the next request
+    out = s.transport.take()
+    assert b"forged" not in out
+    assert status_of(out) == 502
+    assert recycled == ["wrote past the end of its response"]
+    assert s.backend.idle == []  # the connection is not reused
+
+
+async def test_forgery_in_a_later_read_is_caught_too():
+    recycled = []
+    s = Setup()
+    s.pool.on_recycle = lambda pool, backend, reason: recycled.append(reason)
+    s.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.reply(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    s.reply(b"ok" + FORGED)
+    out = s.transport.take()
+    assert b"forged" not in out
+    assert s.transport.closed  # part of the response went out: the connection ends
+    assert recycled
+
+
+async def test_garbage_instead_of_a_response_is_502():
+    recycled = []
+    s = Setup()
+    s.pool.on_recycle = lambda pool, backend, reason: recycled.append(reason)
+    s.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.reply(b"NOT HTTP\r\n\r\n")
+    out = s.transport.take()
+    assert status_of(out) == 502
+    assert b"NOT HTTP" not in out
+    assert recycled and "malformed" in recycled[0]
+
+
+async def test_head_response_followed_by_a_body_is_broken():
+    s = Setup()
+    s.send(b"HEAD /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.reply(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged")
+    out = s.transport.take()
+    assert b"forged" not in out
+    assert status_of(out) == 502
+
+
+async def test_interim_response_then_the_final_one_is_fine(setup):
+    setup.send(b"POST /fn/hello/ HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+    setup.reply(b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
+    assert setup.transport.take() == b"HTTP/1.1 100 Continue\r\n\r\n" + OK
+    assert setup.backend.idle == setup.upstreams

@@ -254,7 +254,7 @@ class Functions:
 
     def _release(self, name: str, number: int, spec: FunctionSpec, env: Env, code: Path) -> Release:
         limits = RouteLimits(spec.limits.timeout, spec.limits.body, spec.scale.queue)
-        pool = Pool(name, number, limits, on_demand=self._on_demand, on_timeout=self._on_timeout)
+        pool = Pool(name, number, limits, on_demand=self._on_demand, on_recycle=self._on_recycle)
         return Release(number, spec, env, code, pool)
 
     async def _start_many(self, name: str, release: Release, count: int) -> None:
@@ -354,7 +354,7 @@ class Functions:
         if function is not None and pool.version in function.releases:
             self.scale(function)
 
-    def _on_timeout(self, pool: Pool, backend: Backend) -> None:
+    def _on_recycle(self, pool: Pool, backend: Backend, reason: str) -> None:
         function = self.functions.get(pool.name)
         release = function.releases.get(pool.version) if function else None
         if function is None or release is None:
@@ -363,12 +363,7 @@ class Functions:
         if instance is None:
             return
         release.instances.remove(instance)
-        self.store.event(
-            function.name,
-            "recycle",
-            f"{instance.id} held a request past the {release.spec.limits.timeout:g}s timeout; "
-            "replacing it",
-        )
+        self.store.event(function.name, "recycle", f"{instance.id} {reason}; replacing it")
         self.background(self._retire(release, instance))
         self._scale(function, release)
 

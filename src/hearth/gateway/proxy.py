@@ -204,6 +204,14 @@ class Exchange:
     def upstream_failed(self) -> None:
         self.fail(502, "the function's instance closed the connection mid-request")
 
+    def instance_broken(self, reason: str) -> None:
+        """The instance broke HTTP: none of it reaches the client beyond what was already
+        forwarded, and the instance is replaced."""
+        pool, backend = self.pool, self.backend
+        if pool is not None and backend is not None and pool.on_recycle is not None:
+            pool.on_recycle(pool, backend, reason)
+        self.fail(502, "the function's instance sent a broken response")
+
     def timed_out(self) -> None:
         self.timer = None
         if self.finished:
@@ -214,14 +222,14 @@ class Exchange:
             self.fail(408, "the request body did not arrive in time", close=True)
             return
         pool, backend = self.pool, self.backend
+        timeout = pool.limits.timeout if pool is not None else 0
         if (
             not self.response_started
             and pool is not None
             and backend is not None
-            and pool.on_timeout is not None
-        ):
-            pool.on_timeout(pool, backend)  # a handler stuck past its timeout: recycle it
-        timeout = pool.limits.timeout if pool is not None else 0
+            and pool.on_recycle is not None
+        ):  # a handler stuck past its timeout: recycle it
+            pool.on_recycle(pool, backend, f"held a request past the {timeout:g}s timeout")
         self.fail(504, f"the function did not answer within {timeout:g}s")
 
     def fail(self, status: int, message: str, close: bool = False) -> None:

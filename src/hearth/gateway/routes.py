@@ -109,14 +109,14 @@ class Pool:
         limits: RouteLimits,
         weight: int = 100,
         on_demand: Callable[[Pool], None] | None = None,
-        on_timeout: Callable[[Pool, Backend], None] | None = None,
+        on_recycle: Callable[[Pool, Backend, str], None] | None = None,
     ) -> None:
         self.name = name
         self.version = version
         self.limits = limits
         self.weight = weight
         self.on_demand = on_demand
-        self.on_timeout = on_timeout
+        self.on_recycle = on_recycle  # an instance to replace, and why
         self.retired = False  # no longer in its route: requests that chose it choose again
         self.backends: list[Backend] = []
         self.waiters: deque[Exchange] = deque()

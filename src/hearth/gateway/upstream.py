@@ -16,8 +16,21 @@ if TYPE_CHECKING:
     from hearth.gateway.routes import Backend
 
 
+class Overrun(Exception):
+    """The instance wrote past the end of its response."""
+
+
 class Upstream(asyncio.Protocol):
-    __slots__ = ("_head_only", "backend", "exchange", "parser", "reusable", "transport")
+    __slots__ = (
+        "_done",
+        "_head_only",
+        "_tail",
+        "backend",
+        "exchange",
+        "parser",
+        "reusable",
+        "transport",
+    )
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -26,6 +39,8 @@ class Upstream(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.reusable = True
         self._head_only = False
+        self._done: bool | None = None  # keep-alive of a response that ended in this read
+        self._tail = b""  # the last bytes of a HEAD response's head seen so far
 
     def __repr__(self) -> str:
         state = "active" if self.exchange else "idle"
@@ -37,22 +52,39 @@ class Upstream(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def data_received(self, data: bytes) -> None:
+        """Parse first, forward after: what an instance writes beyond the end of the response
+        it owes never reaches a client (it could forge the answer to someone's next request)."""
         exchange = self.exchange
         if exchange is None:
             self.close()  # an instance must not speak unasked
             return
-        exchange.forward_response(data)
+        self._done = None
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.reusable = False
-            exchange.upstream_failed()
+        except httptools.HttpParserCallbackError as exc:
+            overrun = isinstance(exc.__context__, Overrun)
+            self._broken(exchange, "wrote past the end of its response" if overrun else str(exc))
             return
-        if self._head_only:  # a response to HEAD has no body, whatever its headers say
+        except httptools.HttpParserError as exc:
+            self._broken(exchange, f"sent a malformed response ({exc})")
+            return
+        if self._head_only:
+            end = self._head_end(data)
+            if end is None:
+                exchange.forward_response(data)
+                return
+            if end < len(data):
+                self._broken(exchange, "wrote a body after its response to HEAD")
+                return
+            exchange.forward_response(data)
             self._head_only = False
             keep_alive = self.parser.should_keep_alive()
             self.parser = httptools.HttpResponseParser(self)
             self._complete(keep_alive)
+            return
+        exchange.forward_response(data)
+        if self._done is not None:
+            self._complete(self._done)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
@@ -72,6 +104,10 @@ class Upstream(asyncio.Protocol):
 
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self._done is not None:
+            raise Overrun
+
     def on_headers_complete(self) -> None:
         exchange = self.exchange
         if exchange is not None:
@@ -80,17 +116,28 @@ class Upstream(asyncio.Protocol):
                 self._head_only = True
 
     def on_message_complete(self) -> None:
-        exchange = self.exchange
-        if exchange is None:
-            return
         status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             return  # an interim response; the final one follows
-        self._complete(self.parser.should_keep_alive())
+        self._done = self.parser.should_keep_alive()
+
+    def _head_end(self, data: bytes) -> int | None:
+        """Where the head of a HEAD response ends in `data` (None: not in this read)."""
+        seen = self._tail + data
+        at = seen.find(b"\r\n\r\n")
+        if at < 0:
+            self._tail = seen[-3:]
+            return None
+        self._tail = b""
+        return at + 4 - (len(seen) - len(data))
 
     def _complete(self, keep_alive: bool) -> None:
         if self.exchange is not None:
             self.exchange.response_complete(self.reusable and keep_alive)
+
+    def _broken(self, exchange: Exchange, reason: str) -> None:
+        self.reusable = False
+        exchange.instance_broken(reason)
 
     # used by the exchange
 
