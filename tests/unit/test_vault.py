@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from hearth.store import Vault, VaultError
+from hearth.store import Store, Vault, VaultError
 from hearth.store.vault import KEY_FILE, load_key
 
 KEY = bytes(range(32))
@@ -107,3 +107,19 @@ def test_a_bad_key_file_is_named(tmp_path):
     with pytest.raises(VaultError, match=f"{KEY_FILE} is not base64"):
         load_key(tmp_path, {})
 
+
+# the store keeps only what the vault sealed
+
+
+def test_the_store_holds_sealed_values_only(tmp_path):
+    store = Store(tmp_path / "hearth.db")
+    vault = Vault(KEY)
+    store.put_secret("fn", "API_KEY", *vault.seal("fn", "API_KEY", "plain-text-value"))
+    store.close()
+    assert b"plain-text-value" not in (tmp_path / "hearth.db").read_bytes()
+    wal = tmp_path / "hearth.db-wal"
+    assert not wal.exists() or b"plain-text-value" not in wal.read_bytes()
+    again = Store(tmp_path / "hearth.db")
+    [(function, name, nonce, sealed)] = again.sealed_secrets("fn")
+    assert vault.open(function, name, nonce, sealed) == "plain-text-value"
+    again.close()
