@@ -16,7 +16,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from hearth.units import format_duration, format_size, parse_duration, parse_size
+from hearth.units import (
+    format_duration,
+    format_rate,
+    format_size,
+    parse_duration,
+    parse_rate,
+    parse_size,
+)
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 ENTRYPOINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -26,11 +33,11 @@ MAX_ENV_KEYS = 1000
 MAX_ENV_VALUE = 32 * 1024
 MAX_TOML = 1024**2
 NAME_HINT = "use lowercase letters, digits and '-', starting with a letter (at most 63 characters)"
-_TOP_KEYS = ("name", "entrypoint", "scale", "limits", "env")
+_TOP_KEYS = ("name", "entrypoint", "scale", "limits", "access", "env")
 _RULE = "hearth.rule"
 _SHOWN = 40
 
-Kind = Literal["int", "duration", "size"]
+Kind = Literal["int", "duration", "size", "rate", "bool"]
 
 
 class SpecError(ValueError):
@@ -48,14 +55,20 @@ class Rule:
     high_text: str
 
     def read(self, raw: object) -> int | float:
-        """The value in base units (seconds, bytes); ValueError if not allowed."""
+        """The value in base units (seconds, bytes, per second); ValueError if not allowed."""
         value: int | float
+        if self.kind == "bool":
+            if not isinstance(raw, bool):
+                raise ValueError("not true or false")
+            return raw
         if self.kind == "int":
             if isinstance(raw, bool) or not isinstance(raw, int):
                 raise ValueError("not a whole number")
             value = raw
         elif self.kind == "duration":
             value = parse_duration(raw)
+        elif self.kind == "rate":
+            value = parse_rate(raw)
         else:
             value = parse_size(raw)
         if not self.low <= value <= self.high:
@@ -63,11 +76,16 @@ class Rule:
         return value
 
     def describe(self, default: object) -> str:
+        if self.kind == "bool":
+            return f"must be true or false (e.g. {_show(default)})"
         if self.kind == "int":
             noun, example = "a whole number", str(default)
         elif self.kind == "duration":
             assert isinstance(default, int | float)
             noun, example = "a duration", f'"{format_duration(default)}"'
+        elif self.kind == "rate":
+            shown = format_rate(default) if isinstance(default, int | float) else "100/s"
+            noun, example = "a rate (requests per second or minute)", f'"{shown}"'
         else:
             assert isinstance(default, int)
             noun, example = "a size", f'"{format_size(default)}"'
@@ -84,6 +102,14 @@ def _duration(low: str, high: str) -> dict[str, Rule]:
 
 def _size(low: str, high: str) -> dict[str, Rule]:
     return {_RULE: Rule("size", parse_size(low), parse_size(high), low, high)}
+
+
+def _rate(low: str, high: str) -> dict[str, Rule]:
+    return {_RULE: Rule("rate", parse_rate(low), parse_rate(high), low, high)}
+
+
+def _flag() -> dict[str, Rule]:
+    return {_RULE: Rule("bool", 0, 1, "false", "true")}
 
 
 @dataclass(frozen=True)
@@ -103,9 +129,17 @@ class Limits:
     drain: float = field(default=30.0, metadata=_duration("0s", "1h"))
     # Instances send a heartbeat every second: below 2s one late beat would kill them.
     liveness: float = field(default=10.0, metadata=_duration("2s", "1h"))
+    # Requests per second for the whole function (None: unlimited); 429 over it.
+    rate: float | None = field(default=None, metadata=_rate("1/m", "1000000/s"))
 
 
-_Section = TypeVar("_Section", Scale, Limits)
+@dataclass(frozen=True)
+class Access:
+    # false: every request needs one of the function's keys (`hearth keys create NAME`).
+    public: bool = field(default=True, metadata=_flag())
+
+
+_Section = TypeVar("_Section", Scale, Limits, Access)
 
 
 @dataclass(frozen=True)
@@ -114,6 +148,7 @@ class FunctionSpec:
     entrypoint: str | None = None
     scale: Scale = field(default_factory=Scale)
     limits: Limits = field(default_factory=Limits)
+    access: Access = field(default_factory=Access)
     env: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,6 +166,7 @@ class FunctionSpec:
             entrypoint=data.get("entrypoint"),
             scale=Scale(**_known(Scale, data.get("scale", {}))),
             limits=Limits(**_known(Limits, data.get("limits", {}))),
+            access=Access(**_known(Access, data.get("access", {}))),
             env=dict(data.get("env", {})),
         )
 
@@ -184,8 +220,11 @@ def parse_spec(text: str | bytes | None, default_name: str) -> FunctionSpec:
             "need min <= max"
         )
     limits = _section(Limits, data, "limits")
+    access = _section(Access, data, "access")
     env = _env(data.get("env", {}))
-    return FunctionSpec(name=name, entrypoint=entrypoint, scale=scale, limits=limits, env=env)
+    return FunctionSpec(
+        name=name, entrypoint=entrypoint, scale=scale, limits=limits, access=access, env=env
+    )
 
 
 def _load(text: str | bytes | None) -> dict[str, Any]:
@@ -248,34 +287,51 @@ def _env(table: object) -> dict[str, str]:
     env: dict[str, str] = {}
     for key, raw in table.items():
         where = f"hearth.toml [env] {_key(key)}"
-        if not ENV_KEY.fullmatch(key):
-            raise SpecError(
-                f"{where}: a variable name holds only letters, digits and '_' and does not "
-                "start with a digit (e.g. GREETING)"
-            )
-        if key.startswith(ENV_RESERVED_PREFIX):
-            raise SpecError(
-                f"{where}: names starting with {ENV_RESERVED_PREFIX} are reserved for the "
-                "platform; choose another name"
-            )
+        problem = env_name_problem(key)
+        if problem is not None:
+            raise SpecError(f"{where}: {problem}")
         value = _env_value(raw)
         if value is None:
             raise SpecError(
                 f"{where} = {_show(raw)}: must be a string, a finite number or true/false "
                 '(e.g. "hello")'
             )
-        if "\0" in value:
-            raise SpecError(
-                f"{where} = {_show(raw)}: contains a NUL character, which an environment "
-                "variable cannot hold"
-            )
-        size = len(value.encode("utf-8", "surrogatepass"))
-        if size > MAX_ENV_VALUE:
-            raise SpecError(
-                f"{where}: the value is {size} bytes; at most 32KiB ({MAX_ENV_VALUE}) is allowed"
-            )
+        problem = env_value_problem(value)
+        if problem is not None:
+            raise SpecError(f"{where}: {problem}")
         env[key] = value
     return env
+
+
+def env_name_problem(key: str) -> str | None:
+    """What is wrong with an environment variable name a function sets; None if nothing.
+
+    The same rules hold for [env] and for secrets, which reach the instance the same way.
+    """
+    if not ENV_KEY.fullmatch(key):
+        return (
+            "a variable name holds only letters, digits and '_' and does not start with a "
+            "digit (e.g. GREETING)"
+        )
+    if key.startswith(ENV_RESERVED_PREFIX):
+        return (
+            f"names starting with {ENV_RESERVED_PREFIX} are reserved for the platform; "
+            "choose another name"
+        )
+    return None
+
+
+def env_value_problem(value: str) -> str | None:
+    """What keeps `value` from being an environment variable's value; None if nothing.
+
+    Never echoes the value: it may be a secret.
+    """
+    if "\0" in value:
+        return "the value contains a NUL character, which an environment variable cannot hold"
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_ENV_VALUE:
+        return f"the value is {size} bytes; at most 32KiB ({MAX_ENV_VALUE}) is allowed"
+    return None
 
 
 def _env_value(raw: object) -> str | None:

@@ -1,4 +1,4 @@
-"""Human units in configuration: durations ("30s", "5m") and sizes ("10MB").
+"""Human units in configuration: durations ("30s", "5m"), sizes ("10MB"), rates ("100/s").
 
 Both parsers take any value and raise ValueError (never TypeError) for anything that is
 not a finite, non-negative amount of sensible magnitude, so callers can validate untrusted
@@ -41,6 +41,9 @@ MAX_BYTES = 1024**5
 _NUMBER_UNIT = re.compile(r"\s*(\d{1,20}(?:\.\d{1,20})?)\s*([a-zA-Z]{0,3})\s*", re.ASCII)
 _DURATION_HINT = "use e.g. 30s, 250ms, 5m, 1h, 2d"
 _SIZE_HINT = "use e.g. 512KB, 1.5MB, 256MiB, 1GB"
+_RATE = {"s": 1, "m": 60}  # unit -> seconds
+_RATE_SYNTAX = re.compile(r"\s*(\d{1,9})\s*/\s*([a-z])\s*", re.ASCII)
+_RATE_HINT = 'use e.g. "100/s" or "30/m" (a whole number of requests per second or minute)'
 
 
 def parse_duration(value: object) -> float:
@@ -88,6 +91,21 @@ def parse_size(value: object) -> int:
     if size > MAX_BYTES:
         raise ValueError(f"not a size: {_show(value)} (at most 1PiB)")
     return size
+
+
+def parse_rate(value: object) -> float:
+    """Requests per second from `"100/s"` or `"30/m"`."""
+    match = _RATE_SYNTAX.fullmatch(value) if isinstance(value, str) else None
+    if match is None or match.group(2) not in _RATE:
+        raise ValueError(f"not a rate: {_show(value)} ({_RATE_HINT})")
+    return int(match.group(1)) / _RATE[match.group(2)]
+
+
+def format_rate(per_second: float) -> str:
+    """The spelling that `parse_rate` reads back: 100.0 -> "100/s", 0.5 -> "30/m"."""
+    if per_second == int(per_second):
+        return f"{int(per_second)}/s"
+    return f"{round(per_second * 60)}/m"
 
 
 def format_duration(seconds: float) -> str:

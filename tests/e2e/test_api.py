@@ -302,8 +302,8 @@ class _Functions:
 
 
 class _Store:
-    def token_valid(self, token: str) -> bool:
-        return token == "t"
+    def token_scope(self, token: str) -> str | None:
+        return "admin" if token == "t" else None
 
 
 def _client(functions: _Functions) -> httpx.AsyncClient:
@@ -375,7 +375,7 @@ async def test_an_oversized_bundle_is_413():
 
 
 async def test_an_internal_error_elsewhere_is_500_in_the_error_shape():
-    def overview() -> list[dict[str, Any]]:
+    def overview(*shown: Any) -> list[dict[str, Any]]:
         raise RuntimeError("store gone")
 
     functions = _Functions(deploy=None)

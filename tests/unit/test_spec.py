@@ -6,7 +6,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hearth.spec import FunctionSpec, Limits, Scale, SpecError, check_name, folder_name, parse_spec
+from hearth.spec import (
+    Access,
+    FunctionSpec,
+    Limits,
+    Scale,
+    SpecError,
+    check_name,
+    folder_name,
+    parse_spec,
+)
 from hearth.units import parse_duration, parse_size
 
 
@@ -110,6 +119,7 @@ EDGES = [
     ("limits", "memory", ('"16MiB"', 2**24), ('"1TiB"', 2**40), [str(2**24 - 1), str(2**40 + 1)]),
     ("limits", "drain", ('"0s"', 0.0), ('"1h"', 3600.0), ["-1", '"3601s"', '"61m"']),
     ("limits", "liveness", ('"2s"', 2.0), ('"1h"', 3600.0), ['"1999ms"', "1.999", '"3601s"']),
+    ("limits", "rate", ('"1/m"', 1 / 60), ('"1000000/s"', 1e6), ['"0/m"', '"1000001/s"', "100"]),
 ]
 # min may only reach 1000 when max does too
 CONTEXT = {("scale", "min"): "max = 1000\n"}
@@ -176,6 +186,29 @@ def test_floats_are_refused_for_whole_numbers_and_sizes(section, key, text):
         spec_of(section, f"{key} = {text}")
 
 
+def test_rates_per_second_or_minute():
+    assert spec_of("limits", 'rate = "100/s"').limits.rate == 100.0
+    assert spec_of("limits", 'rate = "30/m"').limits.rate == 0.5
+    assert spec_of("limits", 'rate = " 5 / s "').limits.rate == 5.0
+    assert parse_spec(None, "ok").limits.rate is None
+    for bad in ('"100"', '"100/h"', '"1.5/s"', '"-1/s"', '"100/S"', "100", "true"):
+        with pytest.raises(SpecError, match=r"\[limits\] rate = .*: must be a rate"):
+            spec_of("limits", f"rate = {bad}")
+
+
+def test_access_public_is_true_or_false():
+    assert parse_spec(None, "ok").access == Access(public=True)
+    assert spec_of("access", "public = false").access == Access(public=False)
+    spec = spec_of("access", "public = false")
+    assert FunctionSpec.from_dict(spec.to_dict()) == spec
+    for bad in ('"false"', "0", "1", "[]", "nan"):
+        with pytest.raises(SpecError) as info:
+            spec_of("access", f"public = {bad}")
+        assert str(info.value).endswith("must be true or false (e.g. true)"), bad
+    with pytest.raises(SpecError, match=r"\[access\]: unknown key private; known: public"):
+        spec_of("access", "private = true")
+
+
 def test_sizes_may_be_fractional_with_a_unit_and_durations_in_seconds():
     assert spec_of("limits", 'body = "1.5MB"').limits.body == 1_500_000
     assert spec_of("limits", "timeout = 2.5").limits.timeout == 2.5
@@ -204,6 +237,11 @@ def test_sizes_may_be_fractional_with_a_unit_and_durations_in_seconds():
         (
             "[scale]\nmin = true",
             "hearth.toml [scale] min = true: must be a whole number from 0 to 1000 (e.g. 1)",
+        ),
+        (
+            '[limits]\nrate = "fast"',
+            'hearth.toml [limits] rate = "fast": must be a rate (requests per second or '
+            'minute) from 1/m to 1000000/s (e.g. "100/s")',
         ),
         (
             "[scale]\nmin = 5\nmax = 1",
@@ -341,7 +379,11 @@ def test_from_dict_accepts_what_earlier_versions_stored():
     spec = FunctionSpec.from_dict(stored)
     assert spec.scale == Scale(min=0, idle=0.3)
     assert spec.limits == Limits()
-    assert spec.to_dict() == stored
+    assert spec.to_dict() == {
+        **stored,
+        "limits": {**stored["limits"], "rate": None},
+        "access": {"public": True},
+    }
     assert FunctionSpec.from_dict({"name": "bare"}) == FunctionSpec(name="bare")
     future = {**stored, "scale": {**stored["scale"], "burst": 3}}
     assert FunctionSpec.from_dict(future) == spec
@@ -424,6 +466,8 @@ KEYS = st.sampled_from(
         "limits.memory",
         "limits.drain",
         "limits.liveness",
+        "limits.rate",
+        "access.public",
         "env.X",
         "name",
         "entrypoint",

@@ -27,12 +27,12 @@ def test_state_survives_reopening(tmp_path):
     n = store.new_version("fn", "sha1", "base", {"name": "fn"})
     store.set_traffic("fn", {n: 100})
     store.event("fn", "deploy", "v1 serving")
-    store.add_token("secret", "admin")
+    store.set_file_token("secret")
     store.close()
     again = Store(tmp_path / "hearth.db")
     assert again.traffic("fn") == {1: 100}
     assert [e["kind"] for e in again.events("fn")] == ["deploy"]
-    assert again.token_valid("secret") and not again.token_valid("guess")
+    assert again.token_scope("secret") == "admin" and again.token_scope("guess") is None
     again.remove("fn")
     assert not again.exists("fn") and again.events("fn") == []
     again.close()
@@ -85,3 +85,52 @@ async def test_followers_get_new_lines_split_at_newlines(tmp_path):
     assert [line.split(" ", 2)[2] for line in lines] == ["hello\n", "world\n"]
     book.unfollow("fn", queue)
     book.close()
+
+
+def test_tokens_are_kept_hashed_with_id_name_and_scope(tmp_path):
+    store = Store(tmp_path / "hearth.db")
+    store.set_file_token("file-token")
+    made = store.add_token("deploy-token", "ci", "deploy:fn")
+    assert len(made["id"]) == 8 and made["id"].isalnum()
+    assert store.token_scope("deploy-token") == "deploy:fn"
+    assert store.token_scope("file-token") == "admin"
+    listed = {t["id"]: (t["name"], t["scope"]) for t in store.tokens()}
+    assert listed == {"file": ("token file", "admin"), made["id"]: ("ci", "deploy:fn")}
+    store.set_file_token("new-file-token")  # the file changed: the old one is gone
+    assert store.token_scope("file-token") is None
+    assert store.token_scope("new-file-token") == "admin"
+    assert store.revoke_token(made["id"]) and not store.revoke_token(made["id"])
+    assert store.token_scope("deploy-token") is None
+    store.close()
+    assert b"deploy-token" not in (tmp_path / "hearth.db").read_bytes()
+
+
+def test_a_token_table_from_before_scopes_is_replaced(tmp_path):
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "hearth.db")
+    old.execute("create table tokens (hash text primary key, name text not null, created real)")
+    old.execute("insert into tokens values ('abc', 'admin', 0)")
+    old.commit()
+    old.close()
+    store = Store(tmp_path / "hearth.db")
+    assert store.tokens() == []
+    store.set_file_token("t")
+    assert store.token_scope("t") == "admin"
+    store.close()
+
+
+def test_keys_belong_to_one_function_and_go_with_it(tmp_path):
+    store = Store(tmp_path / "hearth.db")
+    n = store.new_version("fn", "sha1", "base", {"name": "fn"})
+    store.set_traffic("fn", {n: 100})
+    one = store.add_key("fn", "key-one")
+    store.add_key("other", "key-two")
+    assert [k["id"] for k in store.keys("fn")] == [one["id"]]
+    assert len(store.key_hashes("fn")) == 1
+    assert not store.revoke_key("other", one["id"])  # another function's id
+    store.put_secret("fn", "A", b"n" * 12, b"sealed")
+    store.remove("fn")
+    assert store.keys("fn") == [] and store.secret_names("fn") == []
+    assert len(store.keys("other")) == 1
+    store.close()

@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BeforeValidator, WithJsonSchema
+from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 from starlette.responses import Response
 
 import hearth
 from hearth.api import errors
+from hearth.api.access import access_routes
 from hearth.api.deploy import deploy_stream, read_bundle
 from hearth.api.errors import NAME_RULE, declare
 from hearth.api.models import (
     DEPLOY_LINE_SCHEMA,
-    NAME_SCHEMA,
     Change,
     Event,
     FunctionBrief,
@@ -37,7 +36,9 @@ from hearth.api.models import (
     TrafficBody,
     Version,
 )
-from hearth.daemon.functions import Functions, NotFound
+from hearth.api.params import Name, NameInPath
+from hearth.api.scopes import Scope, allowed
+from hearth.daemon.functions import Functions
 from hearth.spec import NAME
 from hearth.store import Store
 
@@ -46,18 +47,9 @@ BUNDLE_TYPE = "application/gzip"
 NDJSON = "application/x-ndjson"
 TOKEN_HELP = (
     "missing or invalid token: send 'Authorization: Bearer <token>' "
-    "(the admin token is in the data directory's 'token' file)"
+    "(the admin token is in the data directory's 'token' file; 'hearth tokens create' "
+    "makes others)"
 )
-
-
-NameInPath = Annotated[str, Path(description="The function's name."), WithJsonSchema(NAME_SCHEMA)]
-
-
-def _name_in_path(name: NameInPath) -> str:
-    """A name that cannot be a function's is the name of no function: 404."""
-    if not NAME.fullmatch(name):
-        raise NotFound(name)
-    return name
 
 
 def _strict_bool(value: Any) -> Any:
@@ -69,7 +61,6 @@ def _strict_bool(value: Any) -> Any:
     return value
 
 
-Name = Annotated[str, Depends(_name_in_path)]
 Follow = Annotated[
     bool,
     BeforeValidator(_strict_bool),
@@ -93,14 +84,21 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
     async def authenticate(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        # Before routing and before any body is read: nothing is open by mistake.
-        if request.url.path not in OPEN_PATHS:
+        # Before routing and before any body is read: nothing is open by mistake. The path
+        # is the one routing matches (decoded), so the scope decides on what will run.
+        path = request.scope["path"]
+        if path not in OPEN_PATHS:
             header = request.headers.get("authorization", "")
             scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not token or not store.token_valid(token):
+            stored = store.token_scope(token) if scheme.lower() == "bearer" and token else None
+            if stored is None:
                 return JSONResponse(
                     {"error": TOKEN_HELP}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
                 )
+            scope = Scope.parse(stored)
+            if not allowed(scope, request.method, path):
+                return JSONResponse({"error": _refusal(scope, request.method)}, status_code=403)
+            request.state.scope = scope
         return await call_next(request)
 
     @app.get("/v1/health", response_model=Health)
@@ -108,8 +106,9 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
         return {"ok": True, "version": hearth.__version__}
 
     @app.get("/v1/info", response_model=Info)
-    async def info() -> dict[str, Any]:
+    async def info(request: Request) -> dict[str, Any]:
         config = functions.config  # read late: ports chosen by the OS are known after start
+        everything = _scope(request).kind != "deploy"  # zygotes serve other tenants too
         return {
             "version": hearth.__version__,
             "gateway": config.gateway_url,
@@ -120,13 +119,15 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
             "zygotes": [
                 {"key": zygote.key, "pid": zygote.pid}
                 for zygote in functions.supervisor.all_zygotes()
-                if zygote.alive
+                if zygote.alive and everything
             ],
         }
 
     @app.get("/v1/functions", response_model=list[FunctionBrief])
-    async def list_functions() -> list[dict[str, Any]]:
-        return functions.overview()
+    async def list_functions(request: Request) -> list[dict[str, Any]]:
+        """Every function; for a deploy:NAME token, NAME alone."""
+        scope = _scope(request)
+        return functions.overview(scope.sees)
 
     @app.get("/v1/functions/{name}", response_model=FunctionDetail, responses=declare(404))
     async def describe(name: Name) -> dict[str, Any]:
@@ -261,22 +262,51 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
 
         return StreamingResponse(stream(), media_type="text/plain")
 
+    app.include_router(access_routes(functions, store))
     return app
+
+
+def _scope(request: Request) -> Scope:
+    scope = getattr(request.state, "scope", None)
+    if not isinstance(scope, Scope):  # fail closed: never answer as if it were admin
+        raise RuntimeError("the request has no scope: authentication did not run")
+    return scope
+
+
+def _refusal(scope: Scope, method: str) -> str:
+    if scope.kind == "read":
+        allows = "reading (GET) functions, versions, events, logs, keys and secret names"
+    else:
+        allows = (
+            f"function {scope.function!r} only: deploy, rollback, traffic, status, versions, "
+            "events, logs, keys and secrets"
+        )
+    return (
+        f"this token's scope is '{scope}', which does not allow this {method}; it allows "
+        f"{allows}. Ask an admin for a token with the scope you need"
+    )
 
 
 def _finish_document(document: dict[str, Any]) -> None:
     """What FastAPI cannot know: every operation outside OPEN_PATHS needs the bearer token
-    (the middleware enforces it), and its default 422 (a shape we never send) is added to
-    operations that cannot give one; those that can declare our own."""
+    and may be refused to its scope (the middleware enforces both), and its default 422
+    (a shape we never send) is added to operations that cannot give one; those that can
+    declare our own."""
     components = document.setdefault("components", {})
     components.setdefault("securitySchemes", {})["bearer"] = {
         "type": "http",
         "scheme": "bearer",
-        "description": "The admin token: the 'token' file in the daemon's data directory.",
+        "description": (
+            "An API token: the admin token in the daemon's data directory ('token' file), or "
+            "one made by POST /v1/tokens with a scope (admin, read, deploy:NAME)."
+        ),
     }
-    unauthorized = {
-        "description": errors.DESCRIPTIONS[401],
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    refused = {
+        code: {
+            "description": errors.DESCRIPTIONS[code],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for code in (401, 403)
     }
     for path, operations in document.get("paths", {}).items():
         for operation in operations.values():
@@ -285,10 +315,7 @@ def _finish_document(document: dict[str, Any]) -> None:
                 del responses["422"]
             if path not in OPEN_PATHS:
                 operation["security"] = [{"bearer": []}]
-                responses["401"] = unauthorized
+                responses["401"] = refused[401]
+                responses["403"] = refused[403]
     for schema in ("HTTPValidationError", "ValidationError"):
         components.get("schemas", {}).pop(schema, None)
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(32)

@@ -24,12 +24,18 @@ from hearth.spec import NAME
 DESCRIPTIONS = {
     400: "The request cannot be carried out as sent; the message says what to change.",
     401: "Missing or invalid token: send 'Authorization: Bearer <token>'.",
-    404: "No function by that name (names that cannot be function names included).",
+    403: "The token's scope does not allow this request; the message names the scope.",
+    404: (
+        "No function by that name (names that cannot be function names included), or no "
+        "token, key or secret by that id or name."
+    ),
     409: "The change was refused; what served before keeps serving.",
     413: "The bundle is over the daemon's size limit.",
     415: "The body is not of the declared media type.",
     422: "A parameter or the body does not match this document; the message names it.",
 }
+# Operations whose request body may hold a secret: never echoed in an error.
+SECRET_BODIES = frozenset({"/v1/functions/{name}/secrets/{key}"})
 UNREADABLE_BODY = "There was an error parsing the body"  # FastAPI's 400: not UTF-8, say
 NAME_RULE = (
     "function names are lowercase letters, digits and '-', starting with a letter, "
@@ -71,7 +77,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error(422, "invalid request: " + describe_invalid(exc.errors()))
+        route = request.scope.get("route")
+        secret = getattr(route, "path", None) in SECRET_BODIES
+        return error(422, "invalid request: " + describe_invalid(exc.errors(), not secret))
 
     @app.exception_handler(DeployError)
     async def refused(request: Request, exc: DeployError) -> JSONResponse:
@@ -89,8 +97,9 @@ def install(app: FastAPI) -> None:
         return error(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def describe_invalid(errors: Sequence[Any]) -> str:
-    """Pydantic's errors as one line a person can act on, naming each field."""
+def describe_invalid(errors: Sequence[Any], show_input: bool = True) -> str:
+    """Pydantic's errors as one line a person can act on, naming each field (and what it
+    got, unless the body may hold a secret)."""
     parts = []
     for item in errors:
         source, *path = (str(part) for part in item.get("loc", ()))
@@ -112,7 +121,7 @@ def describe_invalid(errors: Sequence[Any]) -> str:
             "header": "header",
         }.get(source, source)
         name = ".".join(path) or "?"
-        got = "" if kind == "missing" else f" (got {_short(item.get('input'))})"
+        got = "" if kind == "missing" or not show_input else f" (got {_short(item.get('input'))})"
         parts.append(f"{where} {name!r}: {message[:1].lower()}{message[1:]}{got}")
     return "; ".join(parts) or "the request does not match the API document"
 

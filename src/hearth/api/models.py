@@ -10,11 +10,20 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from hearth.spec import NAME
+from hearth.api.scopes import SCOPE_HELP, Scope
+from hearth.spec import NAME, env_value_problem
 from hearth.supervisor import InstanceState
 
 VERSION_DIGITS = r"[0-9]{1,9}"
@@ -29,6 +38,19 @@ TRAFFIC_SCHEMA: dict[str, Any] = {
     "description": 'Version numbers (strings of digits) to shares, e.g. {"3": 90, "4": 10}.',
 }
 NAME_SCHEMA: dict[str, Any] = {"type": "string", "pattern": NAME.pattern}
+SCOPE_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": f"^(admin|read|deploy:{NAME.pattern[1:-1]})$",
+    "description": "admin, read, or deploy:NAME (one function).",
+}
+ID_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[0-9a-z]{1,16}$"}
+SECRET_NAME_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+    "description": "An environment variable name, not starting with HEARTH_.",
+}
+MAX_SECRET = 32 * 1024
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -109,6 +131,11 @@ class Limits(Answer):
     memory: int
     drain: float
     liveness: float
+    rate: float | None = Field(description="Requests per second; null: no limit.")
+
+
+class Access(Answer):
+    public: bool = Field(description="false: every request needs one of the function's keys.")
 
 
 class Spec(Answer):
@@ -118,6 +145,7 @@ class Spec(Answer):
     entrypoint: str | None
     scale: Scale
     limits: Limits
+    access: Access
     env: dict[str, str]
 
 
@@ -158,6 +186,49 @@ class Event(Answer):
 
 class Removed(Answer):
     removed: str
+
+
+class TokenInfo(Answer):
+    id: str
+    name: str
+    scope: str = Field(description="admin, read, or deploy:NAME.")
+    created: float = Field(description="Unix time.")
+
+
+class NewToken(TokenInfo):
+    token: str = Field(description="The token itself: shown this once, never stored.")
+
+
+class Revoked(Answer):
+    revoked: str
+
+
+class KeyInfo(Answer):
+    id: str
+    created: float = Field(description="Unix time.")
+
+
+class NewKey(KeyInfo):
+    function: str
+    key: str = Field(description="The key itself: shown this once, never stored.")
+
+
+class SecretInfo(Answer):
+    """A secret as the API shows it: its name, never its value."""
+
+    name: str
+    updated: float = Field(description="Unix time of the last change.")
+
+
+class SecretSet(SecretInfo):
+    function: str
+    rolled: bool = Field(description="Whether serving instances were replaced to take it.")
+
+
+class SecretRemoved(Answer):
+    function: str
+    removed: str
+    rolled: bool
 
 
 DEPLOY_LINE_SCHEMA: dict[str, Any] = {
@@ -234,3 +305,54 @@ class RollbackBody(BaseModel):
         default=None,
         description="The version to serve; by default the newest good one before the serving one.",
     )
+
+
+def _scope(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            Scope.parse(value)
+        except ValueError:
+            raise PydanticCustomError("scope", SCOPE_HELP) from None
+    return value
+
+
+def _printable(value: str) -> str:
+    if not re.fullmatch(PRINTABLE, value):
+        raise PydanticCustomError("printable", "must be printable text, without control characters")
+    return value
+
+
+class TokenBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scope: Annotated[str, BeforeValidator(_scope), WithJsonSchema(SCOPE_SCHEMA)]
+    name: Annotated[
+        str,
+        Field(
+            max_length=100,
+            json_schema_extra={"pattern": PRINTABLE},
+            description="A label for people: who or what holds the token.",
+        ),
+        AfterValidator(_printable),
+    ] = ""
+
+
+class SecretBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: str = Field(
+        max_length=MAX_SECRET,
+        description="The value, as the instance's environment variable will hold it.",
+    )
+
+    @field_validator("value")
+    @classmethod
+    def _fits_the_environment(cls, value: str) -> str:
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise PydanticCustomError("secret", "the value is not valid Unicode text") from None
+        problem = env_value_problem(value)
+        if problem is not None:
+            raise PydanticCustomError("secret", problem)
+        return value

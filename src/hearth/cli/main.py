@@ -10,11 +10,12 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hearth.cli.access import keys_app, secrets_app, tokens_app
 from hearth.cli.client import Api, ClientError, data_dir
+from hearth.cli.common import DataDir, JsonOut, err, out
 from hearth.spec import folder_name
 
 app = typer.Typer(
@@ -22,14 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", envvar="HEARTH_DATA_DIR", help="State folder [default: ./.hearth]"),
-]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(keys_app, name="keys")
+app.add_typer(secrets_app, name="secrets")
 
 
 def main() -> None:
@@ -213,7 +209,9 @@ def status(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
     out.print(_versions_table(info["versions"], title="versions"))
     spec = info.get("spec") or {}
     if spec:
-        out.print(escape(f"scale {spec['scale']}  limits {spec['limits']}"), highlight=False)
+        access = spec.get("access", {})
+        shown = f"scale {spec['scale']}  limits {spec['limits']}  access {access}"
+        out.print(escape(shown), highlight=False)
 
 
 @app.command()
@@ -340,6 +338,9 @@ def invoke(
     path: Annotated[str, typer.Option(help="Path inside the function.")] = "/",
     data_: Annotated[str | None, typer.Option("--data", "-d", help="Request body.")] = None,
     method: Annotated[str | None, typer.Option("--method", "-X")] = None,
+    key: Annotated[
+        str | None, typer.Option(envvar="HEARTH_KEY", help="A key, for a private function.")
+    ] = None,
     data: DataDir = None,
     as_json: JsonOut = False,
 ) -> None:
@@ -347,8 +348,9 @@ def invoke(
     gateway = Api.discover(data).request("GET", "/v1/info")["gateway"]
     url = f"{gateway}/fn/{name}/{path.lstrip('/')}"
     verb = method or ("POST" if data_ is not None else "GET")
+    headers = {"authorization": f"Bearer {key}"} if key else {}
     try:
-        response = httpx.request(verb, url, content=data_, timeout=None)
+        response = httpx.request(verb, url, content=data_, headers=headers, timeout=None)
     except httpx.TransportError as exc:
         raise ClientError(f"cannot reach the gateway at {gateway}: {exc}") from exc
     if as_json:

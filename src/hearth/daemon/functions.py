@@ -6,7 +6,8 @@ the supervisor runs it, the gateway routes to it, the autoscaler decides how man
 Every change of what serves goes through one operation, `_serve(name, weights)`: start
 the versions that are not running yet, wait until they are ready, switch the gateway's
 pools in one step, then drain what left. Deploy, rollback and traffic splits are that
-operation with different weights.
+operation with different weights; a roll (after a secret changed) is that operation with
+the same weights, every version started afresh.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
@@ -27,8 +29,9 @@ from hearth.builder.bundle import BundleError, bundle_sha, read_small_text
 from hearth.builder.envs import BuildError, Env, EnvBuilder, env_key
 from hearth.config import DaemonConfig
 from hearth.gateway import Backend, Gateway, Pool, RouteLimits
-from hearth.spec import FunctionSpec, SpecError, check_name, parse_spec
-from hearth.store import BundleStore, Store
+from hearth.gateway.access import Access
+from hearth.spec import MAX_ENV_KEYS, FunctionSpec, SpecError, check_name, parse_spec
+from hearth.store import BundleStore, Store, Vault, VaultError
 from hearth.supervisor import Instance, InstanceState, LogBook, StartError, Supervisor
 
 log = logging.getLogger("hearth")
@@ -53,6 +56,9 @@ class Release:
     env: Env
     code: Path
     pool: Pool
+    # [env] with the secrets over it, as they were when this release was made: all its
+    # instances see the same values; a changed secret makes new releases (a roll).
+    user_env: dict[str, str] = field(default_factory=dict)
     instances: list[Instance] = field(default_factory=list)
     starting: int = 0
 
@@ -65,6 +71,10 @@ class Function:
     next_try: float = 0.0
     last_error: str | None = None
     retry: asyncio.TimerHandle | None = None
+    access: Access = field(init=False)  # the gateway's route holds this same object
+
+    def __post_init__(self) -> None:
+        self.access = Access(self.name)
 
     @property
     def traffic(self) -> dict[int, int]:
@@ -85,6 +95,7 @@ class Functions:
         supervisor: Supervisor,
         gateway: Gateway,
         logs: LogBook,
+        vault: Vault | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -93,6 +104,7 @@ class Functions:
         self.supervisor = supervisor
         self.gateway = gateway
         self.logs = logs
+        self.vault = vault
         self.functions: dict[str, Function] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -212,19 +224,33 @@ class Functions:
         name: str,
         weights: dict[int, int],
         fresh: dict[int, tuple[FunctionSpec, Env, Path]] | None = None,
+        restart: bool = False,
     ) -> None:
-        """Start what is missing, switch the pools at once, drain what left. Caller locks."""
-        function = self.functions.get(name) or Function(name)
+        """Start what is missing, switch the pools at once, drain what left. Caller locks.
+
+        With `restart`, the serving versions count as missing too: each is started afresh
+        (as many instances as it runs now), and the old instances drain.
+        """
+        function = self.functions.get(name) or self._new_function(name)
         releases: dict[int, Release] = {}
         started: list[Release] = []
         try:
             for number in weights:
-                release = function.releases.get(number)
+                old = function.releases.get(number)
+                release = None if restart else old
                 if release is None:
-                    prepared = (fresh or {}).get(number) or await self._load(name, number)
+                    prepared = (fresh or {}).get(number)
+                    if prepared is None:
+                        prepared = (
+                            (old.spec, old.env, old.code)
+                            if old is not None
+                            else await self._load(name, number)
+                        )
                     release = self._release(name, number, *prepared)
                     started.append(release)
-                    await self._start_many(name, release, max(1, release.spec.scale.min))
+                    scale = release.spec.scale
+                    count = max(1, scale.min, len(old.instances) if old else 0)
+                    await self._start_many(name, release, min(count, scale.max))
                 releases[number] = release
         except (StartError, BuildError, BundleError, OSError) as exc:
             for release in started:
@@ -235,9 +261,9 @@ class Functions:
             release.pool.weight = weights[number]
         # From here to the end nothing awaits: the switch is atomic for every request.
         self.functions[name] = function
-        self.gateway.set_pools(name, [r.pool for r in releases.values()])
+        self._route_to(function, releases)
         for number, release in function.releases.items():
-            if number not in releases:
+            if releases.get(number) is not release:
                 self._retire_all(release)
         function.releases = releases
         self.store.set_traffic(name, weights)
@@ -255,7 +281,26 @@ class Functions:
     def _release(self, name: str, number: int, spec: FunctionSpec, env: Env, code: Path) -> Release:
         limits = RouteLimits(spec.limits.timeout, spec.limits.body, spec.scale.queue)
         pool = Pool(name, number, limits, on_demand=self._on_demand, on_recycle=self._on_recycle)
-        return Release(number, spec, env, code, pool)
+        return Release(number, spec, env, code, pool, {**spec.env, **self._secrets(name)})
+
+    def _new_function(self, name: str) -> Function:
+        function = Function(name)
+        function.access.keys = self.store.key_hashes(name)
+        return function
+
+    def _route_to(self, function: Function, releases: dict[int, Release]) -> None:
+        """Give the gateway these pools and the function's access, in one step.
+
+        Versions that disagree are served the strict way: private if any is, at the
+        lowest rate any has.
+        """
+        route = self.gateway.set_pools(function.name, [r.pool for r in releases.values()])
+        specs = [r.spec for r in releases.values()]
+        rates = [s.limits.rate for s in specs if s.limits.rate is not None]
+        function.access.configure(
+            public=all(s.access.public for s in specs), rate=min(rates) if rates else None
+        )
+        route.access = function.access
 
     async def _start_many(self, name: str, release: Release, count: int) -> None:
         results = await asyncio.gather(
@@ -275,7 +320,7 @@ class Functions:
             release.env,
             release.code,
             spec.entrypoint,
-            spec.env,
+            release.user_env,
             spec.scale.concurrency,
             spec.limits.drain,
             spec.limits.memory,
@@ -321,6 +366,84 @@ class Functions:
             "instances": [i.describe() for i in function.instances],
         }
 
+    async def roll(self, name: str, reason: str) -> bool:
+        """Replace every serving instance with a fresh one (zero downtime), e.g. to take
+        changed secrets; False if nothing serves."""
+        async with self._lock(name):
+            function = self.functions.get(name)
+            if function is None or not function.releases:
+                return False
+            traffic = function.traffic
+            try:
+                await self._serve(name, traffic, restart=True)
+            except StartError as exc:
+                raise DeployError(
+                    f"{name}: {reason}, but its new instances failed to start; the running "
+                    f"ones keep serving as they were:\n{exc}"
+                ) from exc
+        self.store.event(name, "secrets", f"{reason}: rolled instances")
+        return True
+
+    # keys of private functions
+
+    def create_key(self, name: str) -> dict[str, Any]:
+        key = secrets.token_urlsafe(32)
+        row = self.store.add_key(name, key)
+        self._keys_changed(name)
+        self.store.event(name, "keys", f"key {row['id']} created")
+        return {**row, "function": name, "key": key}
+
+    def revoke_key(self, name: str, key_id: str) -> bool:
+        if not self.store.revoke_key(name, key_id):
+            return False
+        self._keys_changed(name)
+        self.store.event(name, "keys", f"key {key_id} revoked")
+        return True
+
+    def _keys_changed(self, name: str) -> None:
+        function = self.functions.get(name)
+        if function is not None:
+            function.access.keys = self.store.key_hashes(name)
+
+    # secrets
+
+    async def set_secret(self, name: str, key: str, value: str) -> dict[str, Any]:
+        """Store a secret (sealed) and roll the function's instances if it changed."""
+        vault = self._vault()
+        names = {row["name"] for row in self.store.secret_names(name)}
+        if key not in names and len(names) >= MAX_ENV_KEYS:
+            raise DeployError(f"{name} has {len(names)} secrets, the most allowed; remove one")
+        try:
+            before = self._secrets(name).get(key)
+        except StartError:
+            before = None  # what does not open is replaced
+        nonce, sealed = vault.seal(name, key, value)
+        updated = self.store.put_secret(name, key, nonce, sealed)
+        rolled = before != value and await self.roll(name, "secrets changed")
+        return {"function": name, "name": key, "updated": updated, "rolled": rolled}
+
+    async def remove_secret(self, name: str, key: str) -> dict[str, Any] | None:
+        if not self.store.delete_secret(name, key):
+            return None
+        rolled = await self.roll(name, "secrets changed")
+        return {"function": name, "removed": key, "rolled": rolled}
+
+    def _secrets(self, name: str) -> dict[str, str]:
+        """The function's secrets, opened; a StartError if they do not open."""
+        rows = self.store.sealed_secrets(name)
+        if not rows:
+            return {}
+        try:
+            vault = self._vault()
+            return {key: vault.open(name, key, nonce, sealed) for _, key, nonce, sealed in rows}
+        except (DeployError, VaultError) as exc:
+            raise StartError(str(exc)) from exc
+
+    def _vault(self) -> Vault:
+        if self.vault is None:
+            raise DeployError("this daemon was started without a secret key; secrets are off")
+        return self.vault
+
     # restore after a restart
 
     async def restore(self) -> None:
@@ -332,7 +455,7 @@ class Functions:
             weights = self.store.traffic(name)
             if not weights:
                 continue
-            function = Function(name)
+            function = self._new_function(name)
             for number, weight in weights.items():
                 try:
                     release = self._release(name, number, *await self._load(name, number))
@@ -344,7 +467,7 @@ class Functions:
             if not function.releases:
                 continue
             self.functions[name] = function
-            self.gateway.set_pools(name, [r.pool for r in function.releases.values()])
+            self._route_to(function, function.releases)
             self.scale(function)
 
     # scaling and healing
@@ -537,8 +660,10 @@ class Functions:
 
     # views
 
-    def overview(self) -> list[dict[str, Any]]:
-        return [self.describe(name, brief=True) for name, _ in self.store.functions()]
+    def overview(self, shown: Callable[[str], bool] = lambda name: True) -> list[dict[str, Any]]:
+        return [
+            self.describe(name, brief=True) for name, _ in self.store.functions() if shown(name)
+        ]
 
     def describe(self, name: str, brief: bool = False) -> dict[str, Any]:
         active = self.store.active_version(name)

@@ -20,7 +20,7 @@ from typing import IO, Any
 import uvicorn
 
 from hearth.api import create_app
-from hearth.api.app import new_token
+from hearth.api.access import new_token
 from hearth.builder.bundle import pack
 from hearth.builder.envs import EnvBuilder
 from hearth.config import DaemonConfig
@@ -28,7 +28,8 @@ from hearth.daemon.functions import DeployError, Functions
 from hearth.gateway import Gateway
 from hearth.sandbox.plan import Host, Planner, SandboxUnavailable, layers
 from hearth.spec import folder_name
-from hearth.store import BundleStore, Store
+from hearth.store import BundleStore, Store, Vault, VaultError
+from hearth.store.vault import load_key
 from hearth.supervisor import LogBook, Supervisor
 
 log = logging.getLogger("hearth")
@@ -65,8 +66,21 @@ def ensure_token(data_dir: Path, store: Store) -> str:
         with os.fdopen(fd, "w") as fh:
             fh.write(new_token() + "\n")
     token = path.read_text().strip()
-    store.add_token(token, "admin")
+    if not token:
+        raise DaemonError(f"{path} is empty: remove it and a new admin token is written")
+    store.set_file_token(token)
     return token
+
+
+def open_vault(data_dir: Path, store: Store, environ: dict[str, str]) -> Vault:
+    """The vault for secrets, checked against every stored secret before anything starts."""
+    try:
+        vault = Vault(load_key(data_dir, environ))
+        for function, key, nonce, sealed in store.sealed_secrets():
+            vault.open(function, key, nonce, sealed)
+    except VaultError as exc:
+        raise DaemonError(str(exc)) from exc
+    return vault
 
 
 def run_dir_for(data_dir: Path) -> Path:
@@ -97,6 +111,7 @@ async def serve(
     log.info("open files limit %d", open_files)
     store = Store(data_dir / "hearth.db")
     ensure_token(data_dir, store)
+    vault = open_vault(data_dir, store, dict(os.environ))
     logs = LogBook(data_dir / "logs")
     run_dir = run_dir_for(data_dir)
     gateway = Gateway(config.domain, config.gateway)
@@ -114,6 +129,7 @@ async def serve(
         supervisor,
         gateway,
         logs,
+        vault,
     )
     supervisor.on_exit = functions.instance_exited
 

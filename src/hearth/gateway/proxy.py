@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
+from hearth.gateway.access import Headers, Refusal
 from hearth.gateway.errors import error_response
 from hearth.gateway.routes import Backend, Pool, pick, route_name
 from hearth.gateway.upstream import Upstream
@@ -81,7 +82,7 @@ class Exchange:
         self.head = head
         self.chunked = chunked
         self.close_after = close_after
-        self.error: tuple[int, str] | None = None
+        self.error: tuple[int, str] | Refusal | None = None
         self.backend: Backend | None = None
         self.upstream: Upstream | None = None
         self.buffer: list[bytes] = []
@@ -104,8 +105,8 @@ class Exchange:
             route = self.client.gateway.routes.get(pool.name)
             pool = self.pool = route.choose() if route is not None else None
         if self.error is not None or pool is None:
-            status, message = self.error or (404, f"no function named {self.name!r}")
-            self.fail(status, message)
+            status, message, *extra = self.error or (404, f"no function named {self.name!r}")
+            self.fail(status, message, extra=extra[0] if extra else ())
             return
         self.timer = self.client.loop.call_later(pool.limits.timeout, self.timed_out)
         backend = pick(pool.backends)
@@ -232,7 +233,7 @@ class Exchange:
             pool.on_recycle(pool, backend, f"held a request past the {timeout:g}s timeout")
         self.fail(504, f"the function did not answer within {timeout:g}s")
 
-    def fail(self, status: int, message: str, close: bool = False) -> None:
+    def fail(self, status: int, message: str, close: bool = False, extra: Headers = ()) -> None:
         """End this exchange with an error answer, or by closing if its response began."""
         if self.finished:
             return
@@ -242,7 +243,7 @@ class Exchange:
             return
         close = close or self.close_after or not self.body_done
         self._release(False)
-        self.client.write(error_response(status, message, self.name, close))
+        self.client.write(error_response(status, message, self.name, close, extra))
         self.client.exchange_done(self, close=close, linger=not self.body_done)
 
     def client_lost(self) -> None:
@@ -464,6 +465,8 @@ class ClientProtocol(asyncio.Protocol):
         elif length > pool.limits.body:
             exchange.error = (413, f"request body over the limit of {pool.limits.body} bytes")
             exchange.close_after = True  # answer at once, without reading the body
+        if route is not None and exchange.error is None:  # 401 without a key, 429 over rate
+            exchange.error = route.access.admit(exchange, self._headers)
         self.current = exchange
         self.line.append(exchange)
         if len(self.line) > 1:

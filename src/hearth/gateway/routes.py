@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hearth.gateway.access import Access
+
 if TYPE_CHECKING:
     from hearth.gateway.proxy import Exchange
     from hearth.gateway.upstream import Upstream
@@ -159,12 +161,14 @@ class Pool:
 
 
 class Route:
-    """A function in the route table: one pool per serving version, chosen by weight."""
+    """A function in the route table: one pool per serving version, chosen by weight, and
+    who may call it (`access`: public with no rate until the daemon says otherwise)."""
 
     def __init__(self, name: str, pools: list[Pool]) -> None:
         self.name = name
         self.prefix = f"/fn/{name}".encode()
         self.pools = pools
+        self.access = Access(name)
 
     def __repr__(self) -> str:
         return f"<Route {self.name} {self.pools}>"

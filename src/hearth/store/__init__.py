@@ -1,6 +1,8 @@
-"""Durable state: SQLite for functions, versions, events and tokens; bundles by sha256."""
+"""Durable state: SQLite for functions, versions, events, tokens, keys and sealed secrets;
+bundles by sha256; the vault that seals secrets."""
 
 from hearth.store.bundles import BundleStore
 from hearth.store.db import Store, VersionRow
+from hearth.store.vault import Vault, VaultError
 
-__all__ = ["BundleStore", "Store", "VersionRow"]
+__all__ = ["BundleStore", "Store", "Vault", "VaultError", "VersionRow"]

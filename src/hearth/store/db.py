@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -40,11 +41,29 @@ create table if not exists identities (
     number integer not null unique
 );
 create table if not exists tokens (
-    hash text primary key,
+    id text primary key,
+    hash text not null unique,
     name text not null,
+    scope text not null,
     created real not null
 );
+create table if not exists keys (
+    function text not null,
+    id text not null,
+    hash text not null unique,
+    created real not null,
+    primary key (function, id)
+);
+create table if not exists secrets (
+    function text not null,
+    key text not null,
+    nonce blob not null,
+    sealed blob not null,
+    updated real not null,
+    primary key (function, key)
+);
 """
+FILE_TOKEN = "file"  # the id of the admin token kept in DATA_DIR/token
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,11 @@ class Store:
         self.db.execute("pragma journal_mode=wal")
         self.db.execute("pragma synchronous=normal")
         self.db.execute("pragma foreign_keys=on")
+        columns = {row[1] for row in self.db.execute("pragma table_info(tokens)")}
+        if columns and "scope" not in columns:
+            # From before scoped tokens: it only ever held the token file's admin token,
+            # which is written again at every start.
+            self.db.execute("drop table tokens")
         self.db.executescript(SCHEMA)
         columns = {row[1] for row in self.db.execute("pragma table_info(functions)")}
         if "traffic" not in columns:  # a data directory from before traffic splits
@@ -91,17 +115,117 @@ class Store:
             self.db.execute("insert into identities values (?, ?)", (name, number))
         return int(number)
 
-    # tokens
+    # API tokens (only their SHA-256 is kept)
 
-    def add_token(self, token: str, name: str) -> None:
+    def set_file_token(self, token: str) -> None:
+        """The admin token of the token file; one that was there before is revoked."""
         with self.db:
+            self.db.execute("begin immediate")
             self.db.execute(
-                "insert or ignore into tokens values (?, ?, ?)", (_hash(token), name, time.time())
+                "delete from tokens where id = ? or hash = ?", (FILE_TOKEN, _hash(token))
+            )
+            self.db.execute(
+                "insert into tokens values (?, ?, 'token file', 'admin', ?)",
+                (FILE_TOKEN, _hash(token), time.time()),
             )
 
-    def token_valid(self, token: str) -> bool:
-        row = self.db.execute("select 1 from tokens where hash = ?", (_hash(token),)).fetchone()
-        return row is not None
+    def add_token(self, token: str, name: str, scope: str) -> dict[str, Any]:
+        created = time.time()
+        token_id = self._insert_with_id(
+            "insert into tokens values (?, ?, ?, ?, ?)", (_hash(token), name, scope, created)
+        )
+        return {"id": token_id, "name": name, "scope": scope, "created": created}
+
+    def token_scope(self, token: str) -> str | None:
+        """The scope of a valid token; None for any other string."""
+        row = self.db.execute("select scope from tokens where hash = ?", (_hash(token),)).fetchone()
+        return None if row is None else str(row[0])
+
+    def tokens(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("select id, name, scope, created from tokens order by created, id")
+        return [{"id": i, "name": n, "scope": s, "created": c} for i, n, s, c in rows]
+
+    def revoke_token(self, token_id: str) -> bool:
+        with self.db:
+            cursor = self.db.execute("delete from tokens where id = ?", (token_id,))
+        return cursor.rowcount > 0
+
+    # invoke keys of private functions (only their SHA-256 is kept)
+
+    def add_key(self, function: str, key: str) -> dict[str, Any]:
+        created = time.time()
+        key_id = self._insert_with_id(
+            "insert into keys (id, function, hash, created) values (?, ?, ?, ?)",
+            (function, _hash(key), created),
+        )
+        return {"id": key_id, "created": created}
+
+    def keys(self, function: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "select id, created from keys where function = ? order by created, id", (function,)
+        )
+        return [{"id": i, "created": c} for i, c in rows]
+
+    def key_hashes(self, function: str) -> frozenset[str]:
+        rows = self.db.execute("select hash from keys where function = ?", (function,))
+        return frozenset(h for (h,) in rows)
+
+    def revoke_key(self, function: str, key_id: str) -> bool:
+        with self.db:
+            cursor = self.db.execute(
+                "delete from keys where function = ? and id = ?", (function, key_id)
+            )
+        return cursor.rowcount > 0
+
+    # secrets, sealed by `hearth.store.vault` before they get here
+
+    def put_secret(self, function: str, key: str, nonce: bytes, sealed: bytes) -> float:
+        updated = time.time()
+        with self.db:
+            self.db.execute(
+                "insert or replace into secrets values (?, ?, ?, ?, ?)",
+                (function, key, nonce, sealed, updated),
+            )
+        return updated
+
+    def sealed_secrets(self, function: str | None = None) -> list[tuple[str, str, bytes, bytes]]:
+        """(function, key, nonce, sealed value) of one function's secrets, or of all."""
+        query = "select function, key, nonce, sealed from secrets"
+        rows = (
+            self.db.execute(query + " where function = ? order by key", (function,))
+            if function is not None
+            else self.db.execute(query)
+        )
+        return [(f, k, bytes(n), bytes(v)) for f, k, n, v in rows]
+
+    def secret_names(self, function: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "select key, updated from secrets where function = ? order by key", (function,)
+        )
+        return [{"name": k, "updated": u} for k, u in rows]
+
+    def delete_secret(self, function: str, key: str) -> bool:
+        with self.db:
+            cursor = self.db.execute(
+                "delete from secrets where function = ? and key = ?", (function, key)
+            )
+        return cursor.rowcount > 0
+
+    def _insert_with_id(self, sql: str, values: tuple[Any, ...]) -> str:
+        """Insert a row whose first column is a new short id (8 hex digits)."""
+        while True:
+            new_id = secrets.token_hex(4)
+            try:
+                with self.db:
+                    self.db.execute(sql, (new_id, *values))
+            except sqlite3.IntegrityError:
+                if self.db.execute(
+                    "select 1 from tokens where id = ? union select 1 from keys where id = ?",
+                    (new_id, new_id),
+                ).fetchone():
+                    continue  # the id was taken: draw another
+                raise
+            return new_id
 
     # functions and versions
 
@@ -200,6 +324,8 @@ class Store:
             self.db.execute("begin immediate")
             self.db.execute("delete from versions where function = ?", (name,))
             self.db.execute("delete from events where function = ?", (name,))
+            self.db.execute("delete from keys where function = ?", (name,))
+            self.db.execute("delete from secrets where function = ?", (name,))
             self.db.execute("delete from functions where name = ?", (name,))
 
     # events

@@ -1,0 +1,75 @@
+"""What a token may do: its scope, and the one decision `allowed(scope, method, path)`.
+
+- `admin`: everything.
+- `read`: GET (and HEAD) on everything but tokens. No answer holds a secret's value.
+- `deploy:NAME`: function NAME only: deploy, rollback, traffic, status, versions, events,
+  logs, keys and secrets. It cannot remove NAME, touch another function or any token;
+  `GET /v1/functions` answers with NAME alone.
+
+The decision lists what is allowed, so an operation added later is closed to every scope
+but admin until it is listed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from hearth.spec import NAME
+
+SAFE = frozenset({"GET", "HEAD"})
+TOKENS = "/v1/tokens"
+FUNCTIONS = "/v1/functions"
+# Under /v1/functions/NAME/: what a deploy token may use, with any method.
+DEPLOY_RESOURCES = frozenset(
+    {"versions", "traffic", "rollback", "events", "logs", "keys", "secrets"}
+)
+# Outside its function: what a deploy token may read.
+DEPLOY_READS = frozenset({FUNCTIONS, "/v1/info"})
+SCOPE_HELP = "a scope is 'admin', 'read' or 'deploy:NAME' (NAME a function name)"
+
+
+@dataclass(frozen=True)
+class Scope:
+    kind: Literal["admin", "read", "deploy"]
+    function: str | None = None
+
+    def __str__(self) -> str:
+        return f"deploy:{self.function}" if self.kind == "deploy" else self.kind
+
+    @classmethod
+    def parse(cls, text: str) -> Scope:
+        """'admin', 'read' or 'deploy:NAME'; ValueError naming what is wrong otherwise."""
+        if text == "admin":
+            return cls("admin")
+        if text == "read":
+            return cls("read")
+        kind, colon, function = text.partition(":")
+        if kind == "deploy" and colon and NAME.fullmatch(function):
+            return cls("deploy", function)
+        raise ValueError(f"unknown scope {text[:80]!r}: {SCOPE_HELP}")
+
+    def sees(self, function: str) -> bool:
+        """Whether lists answered to this scope show `function`."""
+        return self.kind != "deploy" or function == self.function
+
+
+def allowed(scope: Scope, method: str, path: str) -> bool:
+    """May a token of `scope` send `method` to `path` (the request's decoded path)?"""
+    if scope.kind == "admin":
+        return True
+    if any(part in ("", ".", "..") for part in path.split("/")[1:]):
+        return False  # no operation has such a path; refused before anything resolves it
+    if path == TOKENS or path.startswith(TOKENS + "/"):
+        return False
+    if scope.kind == "read":
+        return method in SAFE
+    if path in DEPLOY_READS:
+        return method in SAFE
+    own = f"{FUNCTIONS}/{scope.function}"
+    if path == own:
+        return method in SAFE  # its status; removing the function is for admins
+    if not path.startswith(own + "/"):
+        return False
+    resource = path[len(own) + 1 :].split("/", 1)[0]
+    return resource in DEPLOY_RESOURCES
