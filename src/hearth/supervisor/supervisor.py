@@ -265,8 +265,11 @@ class Supervisor:
         def readable() -> None:
             loop.remove_reader(pidfd)
             os.close(pidfd)
-            # The zygote normally reports the exit code right away; if it is gone, don't wait.
-            loop.call_later(0.2, self._exited, instance, None)
+            # Its zygote (the parent) reports the exit code; wait for that while the zygote
+            # lives (a busy machine may take a while), not when it is gone.
+            zygote = self.zygotes.get(f"{instance.function}@{instance.version}")
+            wait = 2.0 if zygote is not None and zygote.alive else 0.0
+            loop.call_later(wait, self._exited, instance, None)
 
         loop.add_reader(pidfd, readable)
 
