@@ -33,7 +33,7 @@ MAX_ENV_KEYS = 1000
 MAX_ENV_VALUE = 32 * 1024
 MAX_TOML = 1024**2
 NAME_HINT = "use lowercase letters, digits and '-', starting with a letter (at most 63 characters)"
-_TOP_KEYS = ("name", "entrypoint", "scale", "limits", "access", "env")
+_TOP_KEYS = ("name", "entrypoint", "scale", "limits", "access", "network", "env")
 _RULE = "hearth.rule"
 _SHOWN = 40
 
@@ -139,7 +139,13 @@ class Access:
     public: bool = field(default=True, metadata=_flag())
 
 
-_Section = TypeVar("_Section", Scale, Limits, Access)
+@dataclass(frozen=True)
+class Network:
+    # false: a network namespace of its own with no interface up (no outbound access).
+    egress: bool = field(default=True, metadata=_flag())
+
+
+_Section = TypeVar("_Section", Scale, Limits, Access, Network)
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,7 @@ class FunctionSpec:
     scale: Scale = field(default_factory=Scale)
     limits: Limits = field(default_factory=Limits)
     access: Access = field(default_factory=Access)
+    network: Network = field(default_factory=Network)
     env: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,6 +174,7 @@ class FunctionSpec:
             scale=Scale(**_known(Scale, data.get("scale", {}))),
             limits=Limits(**_known(Limits, data.get("limits", {}))),
             access=Access(**_known(Access, data.get("access", {}))),
+            network=Network(**_known(Network, data.get("network", {}))),
             env=dict(data.get("env", {})),
         )
 
@@ -221,9 +229,16 @@ def parse_spec(text: str | bytes | None, default_name: str) -> FunctionSpec:
         )
     limits = _section(Limits, data, "limits")
     access = _section(Access, data, "access")
+    network = _section(Network, data, "network")
     env = _env(data.get("env", {}))
     return FunctionSpec(
-        name=name, entrypoint=entrypoint, scale=scale, limits=limits, access=access, env=env
+        name=name,
+        entrypoint=entrypoint,
+        scale=scale,
+        limits=limits,
+        access=access,
+        network=network,
+        env=env,
     )
 
 

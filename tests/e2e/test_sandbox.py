@@ -190,3 +190,29 @@ def test_a_forged_response_never_answers_another_request(arena):
     assert b"forged" not in first.content
     assert second.json()["secret"] == "s3cret"
     assert any(e["kind"] == "recycle" for e in arena.events("forger"))
+
+
+NETWORK_PROBE = """
+import socket
+
+def handle(request):
+    try:
+        socket.create_connection(("127.0.0.1", int(request.query_params["port"])), 5).close()
+        return "connected"
+    except OSError as exc:
+        return type(exc).__name__
+"""
+
+
+def test_egress_false_means_no_network(arena, tmp_path):
+    port = str(arena.port)  # the gateway itself: always listening
+    open_fn = write_function(tmp_path, "netopen", {"main.py": NETWORK_PROBE})
+    closed_fn = write_function(
+        tmp_path,
+        "netclosed",
+        {"main.py": NETWORK_PROBE, "hearth.toml": "[network]\negress = false\n"},
+    )
+    arena.deploy(open_fn)
+    arena.deploy(closed_fn)
+    assert arena.get("/fn/netopen/", params={"port": port}).text == "connected"
+    assert arena.get("/fn/netclosed/", params={"port": port}).text != "connected"

@@ -316,3 +316,15 @@ async def test_interim_response_then_the_final_one_is_fine(setup):
     setup.reply(b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
     assert setup.transport.take() == b"HTTP/1.1 100 Continue\r\n\r\n" + OK
     assert setup.backend.idle == setup.upstreams
+
+
+async def test_an_instance_speaking_unasked_is_replaced():
+    recycled = []
+    s = Setup()
+    s.pool.on_recycle = lambda pool, backend, reason: recycled.append(reason)
+    s.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.reply(OK)
+    s.reply(FORGED)  # after its response ended, on the idle pooled connection
+    assert s.transport.take() == OK
+    assert s.upstreams[0].transport.closed
+    assert recycled == ["wrote outside of any response"]

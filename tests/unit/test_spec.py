@@ -383,6 +383,7 @@ def test_from_dict_accepts_what_earlier_versions_stored():
         **stored,
         "limits": {**stored["limits"], "rate": None},
         "access": {"public": True},
+        "network": {"egress": True},
     }
     assert FunctionSpec.from_dict({"name": "bare"}) == FunctionSpec(name="bare")
     future = {**stored, "scale": {**stored["scale"], "burst": 3}}

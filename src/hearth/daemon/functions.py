@@ -324,6 +324,7 @@ class Functions:
             spec.scale.concurrency,
             spec.limits.drain,
             spec.limits.memory,
+            spec.network.egress,
         )
 
     def _route(self, release: Release, instance: Instance) -> None:

@@ -40,6 +40,7 @@ class Backend:
         "idle_since",
         "in_flight",
         "path",
+        "pool",
         "requests",
         "routable",
     )
@@ -52,6 +53,7 @@ class Backend:
         self.requests = 0
         self.idle: list[Upstream] = []
         self.routable = False
+        self.pool: Pool | None = None  # set when a pool routes to it
         self.idle_since = time.monotonic()
         self._drained: asyncio.Event | None = None
 
@@ -131,6 +133,7 @@ class Pool:
 
     def add(self, backend: Backend) -> None:
         backend.routable = True
+        backend.pool = self
         self.backends.append(backend)
         self.dispatch()
 

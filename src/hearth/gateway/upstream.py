@@ -55,8 +55,11 @@ class Upstream(asyncio.Protocol):
         """Parse first, forward after: what an instance writes beyond the end of the response
         it owes never reaches a client (it could forge the answer to someone's next request)."""
         exchange = self.exchange
-        if exchange is None:
-            self.close()  # an instance must not speak unasked
+        if exchange is None:  # an instance must not speak unasked: it may be forging
+            self.close()
+            pool = self.backend.pool
+            if pool is not None and pool.on_recycle is not None and self.backend.routable:
+                pool.on_recycle(pool, self.backend, "wrote outside of any response")
             return
         self._done = None
         try:

@@ -120,7 +120,12 @@ class Planner:
         shutil.rmtree(self.data_dir / "functions" / function / "tmp", ignore_errors=True)
 
     def policy(
-        self, number: int | None, places: Places, code: Path, env_root: Path | None
+        self,
+        number: int | None,
+        places: Places,
+        code: Path,
+        env_root: Path | None,
+        egress: bool = True,
     ) -> Policy:
         """The policy of one version of a function whose identity number is `number`."""
         chosen = self.layers
@@ -137,6 +142,7 @@ class Planner:
             uid=uid,
             gid=uid,
             mounts=chosen.mounts,
+            network=egress or not chosen.mounts,  # a network namespace needs root, as mounts
             landlock=chosen.landlock,
             seccomp=chosen.seccomp,
             read=tuple(read),

@@ -57,7 +57,7 @@ class Supervisor:
         self.on_exit = on_exit or (lambda instance: None)
         self.root: Zygote | None = None
         self.zygotes: dict[str, Zygote] = {}  # by "function@version"
-        self._wanted: dict[str, tuple[str, int, Env, Path]] = {}
+        self._wanted: dict[str, tuple[str, int, Env, Path, bool]] = {}
         self.instances: dict[int, Instance] = {}
         self._seq = itertools.count(1)
         self._zygote_locks: dict[str, asyncio.Lock] = {}
@@ -81,7 +81,9 @@ class Supervisor:
             log.info("root zygote started (pid %s)", root.pid)
             return root
 
-    async def zygote(self, function: str, version: int, env: Env, code: Path) -> Zygote:
+    async def zygote(
+        self, function: str, version: int, env: Env, code: Path, egress: bool = True
+    ) -> Zygote:
         """The version's zygote, spawned (sandboxed) from the root zygote when missing."""
         key = f"{function}@{version}"
         lock = self._zygote_locks.setdefault(key, asyncio.Lock())
@@ -89,27 +91,29 @@ class Supervisor:
             zygote = self.zygotes.get(key)
             if zygote is not None and zygote.alive:
                 return zygote
-            policy, exec_spec = self._plan(function, env, code)
+            policy, exec_spec = self._plan(function, env, code, egress)
             root = await self._root()
             zygote = await root.spawn(key, policy.to_dict(), exec_spec)
             self.zygotes[key] = zygote
-            self._wanted[key] = (function, version, env, code)
+            self._wanted[key] = (function, version, env, code, egress)
             log.info("zygote for %s started (pid %s)", key, zygote.pid)
             task = asyncio.ensure_future(self._watch_zygote(key, zygote))
             self._watchers.add(task)
             task.add_done_callback(self._watchers.discard)
             return zygote
 
-    def _plan(self, function: str, env: Env, code: Path) -> tuple[Policy, dict[str, Any] | None]:
+    def _plan(
+        self, function: str, env: Env, code: Path, egress: bool
+    ) -> tuple[Policy, dict[str, Any] | None]:
         number = self.identity(function)
         chosen = self.planner.layers
         places = self.planner.places(function, UID_BASE + number if chosen.identity else None)
         if env.key == BASE:
-            return self.planner.policy(number, places, code, None), None
+            return self.planner.policy(number, places, code, None, egress), None
         root = Path(env.python).parent.parent
         site = next((root / "lib").glob("python3*/site-packages"))
         exec_spec = {"python": env.python, "site": str(site), "preload": env.preload}
-        return self.planner.policy(number, places, code, root), exec_spec
+        return self.planner.policy(number, places, code, root, egress), exec_spec
 
     def socket_dir(self, function: str) -> Path:
         return self.run_dir / function
@@ -147,6 +151,7 @@ class Supervisor:
         concurrency: int,
         drain: float,
         memory_limit: int = 0,
+        egress: bool = True,
     ) -> Instance:
         """Fork an instance and wait until it is ready; raise StartError with its report."""
         seq = next(self._seq)
@@ -176,7 +181,7 @@ class Supervisor:
         log_r, log_w = os.pipe()
         status_r, status_w = os.pipe()
         try:
-            zygote = await self.zygote(function, version, env, code_dir)
+            zygote = await self.zygote(function, version, env, code_dir, egress)
             instance.pid = await zygote.fork(spec, [log_w, status_w])
             if parent_of(instance.pid) not in (zygote.pid, None):
                 zygote.kill()  # it named a process that is not its child: never trust it again
