@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from hearth.gateway import GatewayConfig
-from hearth.gateway.proxy import LINGER
+from hearth.gateway.proxy import LINGER, ClientProtocol
 from hearth.gateway.routes import RouteLimits
 from tests.gateway.fakes import OK, FakeTransport, Setup, error_body, later
 
@@ -328,3 +328,23 @@ async def test_an_instance_speaking_unasked_is_replaced():
     assert s.transport.take() == OK
     assert s.upstreams[0].transport.closed
     assert recycled == ["wrote outside of any response"]
+
+
+async def test_connections_per_client_address_are_bounded():
+    s = Setup(config=GatewayConfig(max_per_client=3))  # the setup's own connection is one
+    extra = []
+    for _ in range(3):
+        client = ClientProtocol(s.gateway)
+        transport = FakeTransport()
+        client.connection_made(transport)
+        extra.append((client, transport))
+    assert [t.closed for _, t in extra] == [False, False, True]
+    assert status_of(extra[2][1].take()) == 503
+    extra[2][0].connection_lost(None)
+    extra[0][0].connection_lost(None)  # one leaves: room for another
+    again = FakeTransport()
+    ClientProtocol(s.gateway).connection_made(again)
+    assert not again.closed
+    other = FakeTransport(peer=("10.9.9.9", 1))
+    ClientProtocol(s.gateway).connection_made(other)
+    assert not other.closed  # another address has its own count

@@ -73,6 +73,10 @@ def up(
     keepalive: Annotated[
         str, typer.Option(envvar="HEARTH_KEEPALIVE", help="Idle client connections close.")
     ] = "75s",
+    max_per_client: Annotated[
+        int,
+        typer.Option(envvar="HEARTH_MAX_PER_CLIENT", help="Open connections per client address."),
+    ] = 2000,
 ) -> None:
     """Run the daemon in the foreground (gateway, API, instances)."""
     from hearth.config import DaemonConfig
@@ -86,6 +90,7 @@ def up(
             header_timeout=parse_duration(header_timeout),
             body_timeout=parse_duration(body_timeout),
             keepalive=parse_duration(keepalive),
+            max_per_client=max_per_client,
         )
     except ValueError as exc:
         raise ClientError(f"hearth up: {exc}") from exc

@@ -13,9 +13,10 @@ class GatewayConfig:
     header_timeout: float = 10.0  # first byte of a request to the end of its headers: 408
     body_timeout: float = 30.0  # longest silence while the gateway waits for body bytes: 408
     keepalive: float = 75.0  # an idle connection is closed after this
+    max_per_client: int = 2000  # open connections from one client address: 503 past it
 
     def __post_init__(self) -> None:
-        if min(self.max_head, self.max_url, self.max_headers) < 1:
+        if min(self.max_head, self.max_url, self.max_headers, self.max_per_client) < 1:
             raise ValueError("gateway limits must be positive")
         if min(self.header_timeout, self.body_timeout, self.keepalive) <= 0:
             raise ValueError("gateway timeouts must be positive")

@@ -320,6 +320,14 @@ class ClientProtocol(asyncio.Protocol):
         self.peer = (peer[0] if isinstance(peer, tuple) else "127.0.0.1").encode()
         self.gateway.connections.add(self)
         self.idle_since = self.last_read = self.loop.time()
+        counts = self.gateway.per_client
+        counts[self.peer] += 1
+        if counts[self.peer] > self.config.max_per_client:
+            self.closing = True
+            limit = self.config.max_per_client
+            message = f"over {limit} open connections from your address"
+            self.write(error_response(503, message, close=True))
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -359,7 +367,12 @@ class ClientProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.transport = None
-        self.gateway.connections.discard(self)
+        if self in self.gateway.connections:
+            self.gateway.connections.discard(self)
+            counts = self.gateway.per_client
+            counts[self.peer] -= 1
+            if counts[self.peer] <= 0:
+                del counts[self.peer]
         for exchange in self.line:
             exchange.client_lost()
         self.line.clear()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Coroutine
 from typing import Any
 
@@ -22,6 +22,7 @@ class Gateway:
         self.config = config or GatewayConfig()
         self.routes: dict[str, Route] = {}
         self.connections: set[ClientProtocol] = set()
+        self.per_client: Counter[bytes] = Counter()  # open connections by client address
         self.server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
