@@ -129,6 +129,8 @@ class Limits:
     drain: float = field(default=30.0, metadata=_duration("0s", "1h"))
     # Instances send a heartbeat every second: below 2s one late beat would kill them.
     liveness: float = field(default=10.0, metadata=_duration("2s", "1h"))
+    # Processes (and threads) beyond what the instances themselves run: a fork bomb's cap.
+    processes: int = field(default=64, metadata=_whole(1, 100_000))
     # Requests per second for the whole function (None: unlimited); 429 over it.
     rate: float | None = field(default=None, metadata=_rate("1/m", "1000000/s"))
 

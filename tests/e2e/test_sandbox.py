@@ -216,3 +216,53 @@ def test_egress_false_means_no_network(arena, tmp_path):
     arena.deploy(closed_fn)
     assert arena.get("/fn/netopen/", params={"port": port}).text == "connected"
     assert arena.get("/fn/netclosed/", params={"port": port}).text != "connected"
+
+
+FORK_BOMB = """
+import os, signal
+
+def handle(request):
+    children = []
+    try:
+        for _ in range(10_000):
+            pid = os.fork()
+            if pid == 0:
+                signal.pause()
+                os._exit(0)
+            children.append(pid)
+    except OSError as exc:
+        refused = type(exc).__name__
+    else:
+        refused = None
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    return {"forked": len(children), "refused": refused}
+"""
+
+
+def test_a_fork_bomb_is_capped_and_the_neighbour_keeps_answering(arena, tmp_path):
+    from tests.e2e.conftest import wait_for
+
+    info = arena.api_client()
+    with info:
+        sandbox = info.get("/v1/info").json()["sandbox"]
+    if "pids" not in sandbox:
+        pytest.skip(f"no pids cgroup on this host ({sandbox})")
+    bomb = write_function(
+        tmp_path,
+        "bomb",
+        {
+            "main.py": FORK_BOMB,
+            "hearth.toml": "[scale]\nmax = 1\nconcurrency = 4\n[limits]\nprocesses = 8\n",
+        },
+    )
+    arena.deploy(bomb)
+    result = arena.get("/fn/bomb/").json()
+    assert result["refused"] == "BlockingIOError"  # EAGAIN: the cgroup said no
+    assert result["forked"] < 8 + 2 * (4 + 16)
+    assert arena.get("/fn/victim/").json()["secret"] == "s3cret"
+    wait_for(
+        lambda: any(e["kind"] == "limit" for e in arena.events("bomb")),
+        what="a limit event",
+    )

@@ -115,7 +115,7 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
             "api": config.api_url,
             "domain": config.domain,
             "data_dir": str(config.data_dir),
-            "sandbox": functions.supervisor.planner.layers.describe(),
+            "sandbox": functions.supervisor.planner.describe(),
             "zygotes": [
                 {"key": zygote.key, "pid": zygote.pid}
                 for zygote in functions.supervisor.all_zygotes()

@@ -30,6 +30,7 @@ from hearth.builder.envs import BuildError, Env, EnvBuilder, env_key
 from hearth.config import DaemonConfig
 from hearth.gateway import Backend, Gateway, Pool, RouteLimits
 from hearth.gateway.access import Access
+from hearth.sandbox.cgroups import Budget
 from hearth.spec import MAX_ENV_KEYS, FunctionSpec, SpecError, check_name, parse_spec
 from hearth.store import BundleStore, Store, Vault, VaultError
 from hearth.supervisor import Instance, InstanceState, LogBook, StartError, Supervisor
@@ -325,6 +326,7 @@ class Functions:
             spec.limits.drain,
             spec.limits.memory,
             spec.network.egress,
+            budget(spec),
         )
 
     def _route(self, release: Release, instance: Instance) -> None:
@@ -749,6 +751,16 @@ class Functions:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def budget(spec: FunctionSpec) -> Budget:
+    """What all of a function's processes may use together: `max` instances of `memory`
+    each plus one for its zygote; the threads its instances need plus `processes`."""
+    scale, limits = spec.scale, spec.limits
+    return Budget(
+        memory=limits.memory * (scale.max + 1),
+        tasks=limits.processes + (scale.max + 1) * (scale.concurrency + 16),
+    )
 
 
 def _describe_traffic(weights: dict[int, int]) -> str:

@@ -26,6 +26,7 @@ from hearth.builder.envs import EnvBuilder
 from hearth.config import DaemonConfig
 from hearth.daemon.functions import DeployError, Functions
 from hearth.gateway import Gateway
+from hearth.sandbox.cgroups import Cgroups
 from hearth.sandbox.plan import Host, Planner, SandboxUnavailable, layers
 from hearth.spec import folder_name
 from hearth.store import BundleStore, Store, Vault, VaultError
@@ -119,7 +120,7 @@ async def serve(
         chosen = layers(config.sandbox, Host.probe())
     except SandboxUnavailable as exc:
         raise DaemonError(str(exc)) from exc
-    planner = Planner(data_dir, run_dir, chosen)
+    planner = Planner(data_dir, run_dir, chosen, Cgroups())
     supervisor = Supervisor(run_dir, logs, planner, store.identity)
     functions = Functions(
         config,
@@ -132,6 +133,7 @@ async def serve(
         vault,
     )
     supervisor.on_exit = functions.instance_exited
+    supervisor.on_limit = lambda function, message: store.event(function, "limit", message)
 
     await gateway.listen(config.host, config.port)
     api = uvicorn.Server(
@@ -164,7 +166,7 @@ async def serve(
     await functions.restore()
     _write_state(data_dir, config)
     say(f"hearth: gateway {config.gateway_url}  api {config.api_url}  data {data_dir}")
-    say(f"hearth: sandbox {config.sandbox}: {chosen.describe()}")
+    say(f"hearth: sandbox {config.sandbox}: {planner.describe()}")
     for folder in deploy:
         await _deploy_folder(functions, folder, say)
     ticker = asyncio.ensure_future(functions.tick_forever())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import resource
 
-from hearth.sandbox import landlock, mounts, seccomp
+from hearth.sandbox import cgroups, landlock, mounts, seccomp
 from hearth.sandbox.policy import Policy
 
 SANDBOX_FAILURE = 5  # exit code of a child that could not apply its policy
@@ -27,6 +27,7 @@ def apply(policy: Policy) -> None:
     try:
         for limit, value in policy.rlimits:
             resource.setrlimit(limit, (value, value))
+        cgroups.join(policy.cgroups)
         if policy.mounts:
             mounts.private_view((*policy.read, *policy.write))
         if not policy.network:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hearth.sandbox import landlock, seccomp
+from hearth.sandbox.cgroups import Budget, Cgroups
 from hearth.sandbox.policy import DEVICES, SYSTEM_READ, Policy
 
 LEVELS = ("off", "auto", "strict")
@@ -96,11 +97,21 @@ class Places:
 
 
 class Planner:
-    def __init__(self, data_dir: Path, run_dir: Path, chosen: Layers) -> None:
+    def __init__(
+        self, data_dir: Path, run_dir: Path, chosen: Layers, cgroups: Cgroups | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.run_dir = run_dir
         self.layers = chosen
         self.runtime = runtime_paths(data_dir)
+        # Resource limits need root, as the identity layer does.
+        self.cgroups = cgroups if cgroups is not None and chosen.identity else None
+
+    def describe(self) -> str:
+        text = self.layers.describe()
+        if self.cgroups is not None and self.cgroups.describe():
+            text += f", {self.cgroups.describe()}"
+        return text
 
     def places(self, function: str, uid: int | None) -> Places:
         """Create (or fix up) the function's folders, owned by its uid, closed to others."""
@@ -115,7 +126,9 @@ class Planner:
         return places
 
     def forget(self, function: str) -> None:
-        """Remove the function's sockets and temporary files (its data stays)."""
+        """Remove the function's sockets, temporary files and cgroups (its data stays)."""
+        if self.cgroups is not None:
+            self.cgroups.forget(function)
         shutil.rmtree(self.run_dir / function, ignore_errors=True)
         shutil.rmtree(self.data_dir / "functions" / function / "tmp", ignore_errors=True)
 
@@ -126,6 +139,8 @@ class Planner:
         code: Path,
         env_root: Path | None,
         egress: bool = True,
+        budget: Budget | None = None,
+        function: str = "",
     ) -> Policy:
         """The policy of one version of a function whose identity number is `number`."""
         chosen = self.layers
@@ -138,8 +153,12 @@ class Planner:
         write.append(tmp if not chosen.mounts else "/tmp")
         env = {**CLEAN_ENV, "HOME": str(places.data), "TMPDIR": tmp}
         env["HEARTH_DATA"] = str(places.data)
+        joins: tuple[str, ...] = ()
+        if self.cgroups is not None and budget is not None and function:
+            joins = self.cgroups.prepare(function, budget)
         return Policy(
             uid=uid,
+            cgroups=joins,
             gid=uid,
             mounts=chosen.mounts,
             network=egress or not chosen.mounts,  # a network namespace needs root, as mounts

@@ -24,6 +24,7 @@ class Policy:
     read: tuple[str, ...] = ()
     write: tuple[str, ...] = ()
     rlimits: tuple[tuple[int, int], ...] = ()
+    cgroups: tuple[str, ...] = ()  # cgroup.procs files to join (root only)
     env: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -41,5 +42,6 @@ class Policy:
             read=tuple(data["read"]),
             write=tuple(data["write"]),
             rlimits=tuple((int(r), int(v)) for r, v in data["rlimits"]),
+            cgroups=tuple(data.get("cgroups", ())),
             env=dict(data["env"]),
         )

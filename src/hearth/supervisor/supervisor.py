@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.builder.envs import BASE, Env
+from hearth.sandbox.cgroups import Budget
 from hearth.sandbox.plan import UID_BASE, Host, Planner, layers
 from hearth.sandbox.policy import Policy
 from hearth.supervisor.instance import Instance, InstanceState, StartError
@@ -57,7 +58,9 @@ class Supervisor:
         self.on_exit = on_exit or (lambda instance: None)
         self.root: Zygote | None = None
         self.zygotes: dict[str, Zygote] = {}  # by "function@version"
-        self._wanted: dict[str, tuple[str, int, Env, Path, bool]] = {}
+        self._wanted: dict[str, tuple[str, int, Env, Path, bool, Budget | None]] = {}
+        self._hits: dict[str, dict[str, int]] = {}  # cgroup limit hits seen, by function
+        self.on_limit: Callable[[str, str], None] = lambda function, message: None
         self.instances: dict[int, Instance] = {}
         self._seq = itertools.count(1)
         self._zygote_locks: dict[str, asyncio.Lock] = {}
@@ -82,7 +85,13 @@ class Supervisor:
             return root
 
     async def zygote(
-        self, function: str, version: int, env: Env, code: Path, egress: bool = True
+        self,
+        function: str,
+        version: int,
+        env: Env,
+        code: Path,
+        egress: bool = True,
+        budget: Budget | None = None,
     ) -> Zygote:
         """The version's zygote, spawned (sandboxed) from the root zygote when missing."""
         key = f"{function}@{version}"
@@ -91,11 +100,11 @@ class Supervisor:
             zygote = self.zygotes.get(key)
             if zygote is not None and zygote.alive:
                 return zygote
-            policy, exec_spec = self._plan(function, env, code, egress)
+            policy, exec_spec = self._plan(function, env, code, egress, budget)
             root = await self._root()
             zygote = await root.spawn(key, policy.to_dict(), exec_spec)
             self.zygotes[key] = zygote
-            self._wanted[key] = (function, version, env, code, egress)
+            self._wanted[key] = (function, version, env, code, egress, budget)
             log.info("zygote for %s started (pid %s)", key, zygote.pid)
             task = asyncio.ensure_future(self._watch_zygote(key, zygote))
             self._watchers.add(task)
@@ -103,17 +112,19 @@ class Supervisor:
             return zygote
 
     def _plan(
-        self, function: str, env: Env, code: Path, egress: bool
+        self, function: str, env: Env, code: Path, egress: bool, budget: Budget | None
     ) -> tuple[Policy, dict[str, Any] | None]:
         number = self.identity(function)
         chosen = self.planner.layers
         places = self.planner.places(function, UID_BASE + number if chosen.identity else None)
         if env.key == BASE:
-            return self.planner.policy(number, places, code, None, egress), None
+            policy = self.planner.policy(number, places, code, None, egress, budget, function)
+            return policy, None
         root = Path(env.python).parent.parent
         site = next((root / "lib").glob("python3*/site-packages"))
         exec_spec = {"python": env.python, "site": str(site), "preload": env.preload}
-        return self.planner.policy(number, places, code, root, egress), exec_spec
+        policy = self.planner.policy(number, places, code, root, egress, budget, function)
+        return policy, exec_spec
 
     def socket_dir(self, function: str) -> Path:
         return self.run_dir / function
@@ -152,6 +163,7 @@ class Supervisor:
         drain: float,
         memory_limit: int = 0,
         egress: bool = True,
+        budget: Budget | None = None,
     ) -> Instance:
         """Fork an instance and wait until it is ready; raise StartError with its report."""
         seq = next(self._seq)
@@ -181,7 +193,7 @@ class Supervisor:
         log_r, log_w = os.pipe()
         status_r, status_w = os.pipe()
         try:
-            zygote = await self.zygote(function, version, env, code_dir, egress)
+            zygote = await self.zygote(function, version, env, code_dir, egress, budget)
             instance.pid = await zygote.fork(spec, [log_w, status_w])
             if parent_of(instance.pid) not in (zygote.pid, None):
                 zygote.kill()  # it named a process that is not its child: never trust it again
@@ -314,6 +326,25 @@ class Supervisor:
                     f"over its memory limit ({rss / 2**20:.0f} MB > "
                     f"{instance.memory_limit / 2**20:.0f} MB)",
                 )
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        """Report cgroup limits hit since the last look (memory or tasks refused)."""
+        cgroups = self.planner.cgroups
+        if cgroups is None:
+            return
+        for function in {key.partition("@")[0] for key in self._wanted}:
+            hits = cgroups.hits(function)
+            seen = self._hits.setdefault(function, {})
+            for kind, count in hits.items():
+                if count > seen.get(kind, 0):
+                    what = "memory" if kind == "memory" else "process and thread"
+                    self.on_limit(
+                        function,
+                        f"the function hit its {what} limit ({count - seen.get(kind, 0)} "
+                        f"times since the last check)",
+                    )
+                seen[kind] = count
 
     def _kill_for(self, instance: Instance, reason: str) -> None:
         log.warning("killing %s: %s", instance.id, reason)
@@ -353,6 +384,9 @@ class Supervisor:
         for zygote in zygotes:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(zygote.wait(), 5)
+        if self.planner.cgroups is not None:  # empty now: every process of theirs is gone
+            for function in {key.partition("@")[0] for key in self._wanted}:
+                self.planner.cgroups.forget(function)
         self.zygotes.clear()
         self.root = None
         os.close(self.lifeline_w)
