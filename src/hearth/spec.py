@@ -131,6 +131,7 @@ class Limits:
     liveness: float = field(default=10.0, metadata=_duration("2s", "1h"))
     # Processes (and threads) beyond what the instances themselves run: a fork bomb's cap.
     processes: int = field(default=64, metadata=_whole(1, 100_000))
+    files: int = field(default=1024, metadata=_whole(16, 1_048_576))  # open files per process
     # Requests per second for the whole function (None: unlimited); 429 over it.
     rate: float | None = field(default=None, metadata=_rate("1/m", "1000000/s"))
 

@@ -69,6 +69,7 @@ def handle(request):
         "canary": os.environ.get("HEARTH_TEST_CANARY"),
         "become_root": attempt(lambda: os.setuid(0)),
         "uid": os.getuid(),
+        "open_files": __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE),
         "own_data": attempt(lambda: write(os.environ["HEARTH_DATA"] + "/mine")),
         "own_tmp": attempt(lambda: write(os.environ["TMPDIR"] + "/mine")),
     }
@@ -167,6 +168,7 @@ def test_every_attack_is_contained_and_the_victim_keeps_answering(arena):
     assert out["daemon_visible"] is False
     assert out["canary"] is None
     assert out["uid"] >= 200_000
+    assert out["open_files"] == [1024, 1024]  # [limits] files
     assert out["own_data"][0] == "ok"
     assert out["own_tmp"][0] == "ok"
     victim = arena.get("/fn/victim/").json()

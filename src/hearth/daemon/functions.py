@@ -760,6 +760,7 @@ def budget(spec: FunctionSpec) -> Budget:
     return Budget(
         memory=limits.memory * (scale.max + 1),
         tasks=limits.processes + (scale.max + 1) * (scale.concurrency + 16),
+        files=limits.files,
     )
 
 

@@ -19,6 +19,7 @@ class Budget:
     memory: int  # bytes for all of the function's processes together
     tasks: int  # processes and threads
     cpu_weight: int = 100  # relative share under contention (v2 weight; v1 shares x10.24)
+    files: int = 1024  # open files per process (an rlimit, not a cgroup)
 
 
 class Cgroups:

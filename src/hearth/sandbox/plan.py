@@ -9,6 +9,7 @@ layer the host offers), `strict` (refuse to start unless the host offers them al
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import sys
 from dataclasses import dataclass
@@ -156,9 +157,13 @@ class Planner:
         joins: tuple[str, ...] = ()
         if self.cgroups is not None and budget is not None and function:
             joins = self.cgroups.prepare(function, budget)
+        rlimits = [(resource.RLIMIT_CORE, 0)]
+        if budget is not None and chosen.identity:
+            rlimits.append((resource.RLIMIT_NOFILE, budget.files))
         return Policy(
             uid=uid,
             cgroups=joins,
+            rlimits=tuple(rlimits),
             gid=uid,
             mounts=chosen.mounts,
             network=egress or not chosen.mounts,  # a network namespace needs root, as mounts
