@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
 
@@ -64,6 +64,16 @@ _LINE = 2000  # longer installer lines are cut when shown
 
 class BuildError(RuntimeError):
     """Installing requirements failed; the message holds the installer's output."""
+
+
+class Jail(Protocol):
+    """Where builds run confined (hearth.sandbox.plan.BuildJail)."""
+
+    def prepare(self, staging: Path) -> None: ...
+
+    def wrap(self, argv: list[str], staging: Path) -> list[str]: ...
+
+    def seal(self, staging: Path) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -165,9 +175,14 @@ def _canonical(name: str) -> str:
 
 class EnvBuilder:
     def __init__(
-        self, root: Path, index_url: str | None = None, build_timeout: float = 600.0
+        self,
+        root: Path,
+        index_url: str | None = None,
+        build_timeout: float = 600.0,
+        jail: Jail | None = None,
     ) -> None:
         self.root = root
+        self.jail = jail  # runs builds sandboxed (package code runs during a build)
         self.index_url = index_url
         self.build_timeout = build_timeout
         self.root.mkdir(parents=True, exist_ok=True)
@@ -204,17 +219,29 @@ class EnvBuilder:
         self, staging: Path, requirements: str, progress: Callable[[str], None]
     ) -> None:
         uv = _uv()
-        await _run([uv, "venv", "--quiet", "--python", sys.executable, str(staging)], progress)
+        jail = self.jail
+
+        def confined(argv: list[str]) -> list[str]:
+            return jail.wrap(argv, staging) if jail is not None else argv
+
+        if jail is not None:
+            jail.prepare(staging)
+        await _run(
+            confined([uv, "venv", "--quiet", "--python", sys.executable, str(staging)]), progress
+        )
         req_file = staging / "requirements.txt"
         req_file.write_text(requirements)
         index = ["--index-url", self.index_url] if self.index_url else []
         python = staging / "bin" / "python"
         await _run(
-            [uv, "pip", "install", "--python", str(python), *index, "-r", str(req_file)], progress
+            confined([uv, "pip", "install", "--python", str(python), *index, "-r", str(req_file)]),
+            progress,
         )
         _link_runtime(staging)
         # Module names are known only once installed: ask the new environment.
-        preload = await _preload_list(python, requirements)
+        preload = await _preload_list(confined([str(python)]), requirements)
+        if jail is not None:
+            jail.seal(staging)
         (staging / "hearth-preload.txt").write_text("\n".join(preload))
 
     async def _build(self, key: str, requirements: str, progress: Callable[[str], None]) -> Env:
@@ -305,13 +332,13 @@ def _link_runtime(venv: Path) -> None:
     (site / "zz-hearth-runtime.pth").write_text("\n".join(paths) + "\n")
 
 
-async def _preload_list(python: Path, requirements: str) -> list[str]:
+async def _preload_list(python: list[str], requirements: str) -> list[str]:
     script = (
         "import sys; from hearth.builder.envs import top_level_modules; "
         "print(' '.join(top_level_modules(sys.stdin.read())))"
     )
     async with _process(
-        str(python),
+        *python,
         "-c",
         script,
         stdin=asyncio.subprocess.PIPE,

@@ -27,7 +27,7 @@ from hearth.config import DaemonConfig
 from hearth.daemon.functions import DeployError, Functions
 from hearth.gateway import Gateway
 from hearth.sandbox.cgroups import Cgroups
-from hearth.sandbox.plan import Host, Planner, SandboxUnavailable, layers
+from hearth.sandbox.plan import BuildJail, Host, Planner, SandboxUnavailable, layers
 from hearth.spec import folder_name
 from hearth.store import BundleStore, Store, Vault, VaultError
 from hearth.store.vault import load_key
@@ -126,7 +126,11 @@ async def serve(
         config,
         store,
         BundleStore(data_dir),
-        EnvBuilder(data_dir / "envs", index_url=config.index_url),
+        EnvBuilder(
+            data_dir / "envs",
+            index_url=config.index_url,
+            jail=BuildJail(planner, data_dir / "cache") if chosen.identity else None,
+        ),
         supervisor,
         gateway,
         logs,

@@ -8,6 +8,7 @@ layer the host offers), `strict` (refuse to start unless the host offers them al
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -173,6 +174,71 @@ class Planner:
             write=tuple(write),
             env=env,
         )
+
+
+class BuildJail:
+    """Environment builds run as the builder uid (UID_BASE), seeing and writing only their
+    staging folder and the package cache, with the function sandbox's other layers."""
+
+    def __init__(
+        self, planner: Planner, cache: Path, environ: dict[str, str] | None = None
+    ) -> None:
+        self.planner = planner
+        self.cache = cache
+        # The operator's way to reach the package index (proxies, CA bundles, uv and pip
+        # settings) is the only part of the daemon's environment a build sees.
+        environ = dict(os.environ) if environ is None else environ
+        self.network_env = {k: v for k, v in environ.items() if _network_setting(k)}
+        self.network_files = tuple(
+            v for v in self.network_env.values() if v.startswith("/") and os.path.exists(v)
+        )
+        self.uid = UID_BASE if planner.layers.identity else None
+        cache.mkdir(parents=True, exist_ok=True)
+        if self.uid is not None:
+            os.chown(cache, self.uid, self.uid)
+
+    def prepare(self, staging: Path) -> None:
+        """Create the staging folder the build may write."""
+        staging.mkdir(mode=0o755)
+        if self.uid is not None:
+            os.chown(staging, self.uid, self.uid)
+
+    def wrap(self, argv: list[str], staging: Path) -> list[str]:
+        """`argv`, run under the build policy."""
+        chosen = self.planner.layers
+        tmp = "/tmp" if chosen.mounts else str(staging / ".tmp")
+        env = {**CLEAN_ENV, **self.network_env}
+        env.update(HOME=str(self.cache), UV_CACHE_DIR=str(self.cache), TMPDIR=tmp)
+        policy = Policy(
+            uid=self.uid,
+            gid=self.uid,
+            mounts=chosen.mounts,
+            landlock=chosen.landlock,
+            seccomp=chosen.seccomp,
+            read=(*SYSTEM_READ, *self.planner.runtime, *self.network_files),
+            write=(str(staging), str(self.cache), tmp, *DEVICES),
+            env=env,
+        )
+        runner = [sys.executable, "-m", "hearth.sandbox.run", json.dumps(policy.to_dict())]
+        return [*runner, *argv]
+
+    def seal(self, staging: Path) -> None:
+        """Hand the finished environment to root: no later build may change it."""
+        if self.uid is None:
+            return
+        for folder, dirs, files in os.walk(staging):
+            os.lchown(folder, 0, 0)
+            for name in (*dirs, *files):
+                os.lchown(os.path.join(folder, name), 0, 0)
+
+
+def _network_setting(name: str) -> bool:
+    upper = name.upper()
+    return (
+        upper.startswith(("UV_", "PIP_"))
+        or upper in ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+        or upper in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+    )
 
 
 def runtime_paths(data_dir: Path) -> tuple[str, ...]:
