@@ -29,6 +29,12 @@ TARGETS = [
         ">=",
     ),
     (
+        "sandbox on: hello >= 0.95x the same daemon with --sandbox off",
+        lambda d: d["ratios"].get("hello.hearth/hearth-sandbox-off"),
+        0.95,
+        ">=",
+    ),
+    (
         "cold start p50, hello <= 20 ms",
         lambda d: d["cold_start_ms"].get("hello", {}).get("p50"),
         20.0,

@@ -212,11 +212,19 @@ def main() -> None:
         hearth = Hearth(work / "data")
         servers.append(hearth)
         hearth.deploy(EXAMPLES / "hello")
+        # The same daemon without its sandbox: what the isolation costs, side by side.
+        bare = Hearth(work / "data-sandbox-off", "--sandbox", "off")
+        servers.append(bare)
+        bare.deploy(EXAMPLES / "hello")
         direct = Uvicorn(EXAMPLES / "hello", "hearth.runtime.handler:make_app", {}, factory=True)
         servers.append(direct)
         cgi = Cgi(work / "cgi", cgi_scripts(dsn))
         servers.append(cgi)
-        hello = {"direct": direct.url, "hearth": f"{hearth.url}/fn/hello/"}
+        hello = {
+            "direct": direct.url,
+            "hearth": f"{hearth.url}/fn/hello/",
+            "hearth-sandbox-off": f"{bare.url}/fn/hello/",
+        }
         if Nginx.available():
             nginx = Nginx(direct.port, work / "nginx")
             servers.append(nginx)
@@ -271,11 +279,23 @@ def main() -> None:
                 'name = "cold-hello"\n[scale]\nmin = 0\nidle = "10ms"\n',
             )
         )
+        bare.deploy(
+            with_env(
+                EXAMPLES / "hello",
+                work / "cold-hello-off",
+                'name = "cold-hello"\n[scale]\nmin = 0\nidle = "10ms"\n',
+            )
+        )
         cold_errors = 0
-        for name, key in (("cold-hello", "hello"), ("cold-heavy", "heavy")):
+        subjects = (
+            (hearth, "cold-hello", "hello"),
+            (bare, "cold-hello", "hello-sandbox-off"),
+            (hearth, "cold-heavy", "heavy"),
+        )
+        for daemon, name, key in subjects:
             if key == "heavy" and not dsn:
                 continue
-            times, errs = cold_starts(hearth, name, tries)
+            times, errs = cold_starts(daemon, name, tries)
             cold_errors += errs
             cold[key] = {
                 "p50": round(percentile(times, 50), 2),
@@ -304,6 +324,9 @@ def main() -> None:
     ratios = {
         "hello.hearth/direct": ratio(("hello", "hearth"), ("hello", "direct")),
         "hello.nginx/direct": ratio(("hello", "nginx"), ("hello", "direct")),
+        "hello.hearth/hearth-sandbox-off": ratio(
+            ("hello", "hearth"), ("hello", "hearth-sandbox-off")
+        ),
         "hello.process-per-request/direct": ratio(
             ("hello", "process-per-request"), ("hello", "direct")
         ),

@@ -159,7 +159,7 @@ class Cgi(Server):
 class Hearth(Server):
     """The real daemon, as a user runs it."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, *options: str):
         data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
         self.log = (data_dir.parent / "hearthd.log").open("ab")
@@ -175,6 +175,7 @@ class Hearth(Server):
                 "0",
                 "--api-port",
                 "0",
+                *options,
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
