@@ -134,3 +134,17 @@ def test_keys_belong_to_one_function_and_go_with_it(tmp_path):
     assert store.keys("fn") == [] and store.secret_names("fn") == []
     assert len(store.keys("other")) == 1
     store.close()
+
+
+def test_identities_are_allocated_once_and_kept_after_removal(tmp_path):
+    from hearth.store import Store
+
+    store = Store(tmp_path / "hearth.db")
+    first, second = store.identity("a"), store.identity("b")
+    assert (first, second) == (1, 2)
+    assert store.identity("a") == 1  # stable
+    store.remove("a")
+    assert store.identity("a") == 1  # created again: owns its files again
+    assert store.identity("c") == 3  # numbers are never reused
+    store.close()
+    assert Store(tmp_path / "hearth.db").identity("b") == 2  # across restarts
