@@ -268,3 +268,30 @@ def test_a_fork_bomb_is_capped_and_the_neighbour_keeps_answering(arena, tmp_path
         lambda: any(e["kind"] == "limit" for e in arena.events("bomb")),
         what="a limit event",
     )
+
+
+MEMORY_HOG = """
+def handle(request):
+    hoard = []
+    for _ in range(400):
+        hoard.append(bytearray(1024 * 1024))  # 1 MiB, touched
+    return str(len(hoard))
+"""
+
+
+def test_a_memory_grab_is_stopped_and_the_neighbour_keeps_answering(arena, tmp_path):
+    from tests.e2e.conftest import wait_for
+
+    hog = write_function(
+        tmp_path,
+        "hog",
+        {"main.py": MEMORY_HOG, "hearth.toml": '[scale]\nmax = 1\n[limits]\nmemory = "64MiB"\n'},
+    )
+    arena.deploy(hog)
+    assert arena.get("/fn/hog/").status_code == 502  # 400 MiB > 2 x 64 MiB: the kernel says no
+    assert arena.get("/fn/victim/").json()["secret"] == "s3cret"
+    wait_for(
+        lambda: any(e["kind"] in ("limit", "crash", "killed") for e in arena.events("hog")),
+        what="an event naming the memory limit or the kill",
+    )
+    wait_for(lambda: arena.status("hog")["instances"], what="the hog replaced")

@@ -34,6 +34,7 @@ from hearth.sandbox.cgroups import Budget
 from hearth.spec import MAX_ENV_KEYS, FunctionSpec, SpecError, check_name, parse_spec
 from hearth.store import BundleStore, Store, Vault, VaultError
 from hearth.supervisor import Instance, InstanceState, LogBook, StartError, Supervisor
+from hearth.supervisor.supervisor import describe_exit
 
 log = logging.getLogger("hearth")
 Progress = Callable[[str], None]
@@ -563,7 +564,7 @@ class Functions:
         """Called by the supervisor for every exit; replaces instances that crashed."""
         if instance.state != InstanceState.CRASHED and self.store.exists(instance.function):
             self.store.event(
-                instance.function, "exit", f"{instance.id} stopped (exit code {instance.exit_code})"
+                instance.function, "exit", f"{instance.id} stopped ({_stopped(instance.exit_code)})"
             )
         function = self.functions.get(instance.function)
         release = function.releases.get(instance.version) if function else None
@@ -762,6 +763,11 @@ def budget(spec: FunctionSpec) -> Budget:
         tasks=limits.processes + (scale.max + 1) * (scale.concurrency + 16),
         files=limits.files,
     )
+
+
+def _stopped(code: int | None) -> str:
+    """How an instance we stopped ended: uvicorn re-raises the SIGTERM it drained on."""
+    return "drained, then ended by SIGTERM" if code == -15 else describe_exit(code)
 
 
 def _describe_traffic(weights: dict[int, int]) -> str:
