@@ -295,3 +295,69 @@ def test_a_memory_grab_is_stopped_and_the_neighbour_keeps_answering(arena, tmp_p
         what="an event naming the memory limit or the kill",
     )
     wait_for(lambda: arena.status("hog")["instances"], what="the hog replaced")
+
+
+PROBE_SETUP = """
+import json, os
+results = {}
+for name, path in [("token", TOKEN), ("shadow", "/etc/shadow")]:
+    try:
+        open(path).read()
+        results[name] = "READ"
+    except Exception as exc:
+        results[name] = type(exc).__name__
+try:
+    open("/etc/hearth-evil", "w").write("x")
+    results["write_etc"] = "WROTE"
+except Exception as exc:
+    results["write_etc"] = type(exc).__name__
+results["uid"] = os.getuid()
+raise SystemExit("PROBE " + json.dumps(results))
+"""
+
+
+def test_a_package_build_runs_confined(tmp_path):
+    """An sdist's setup.py runs during the build: as the builder uid, it reads and writes
+    nothing of the daemon's (it reports what it could do through the build's failure)."""
+    import io
+    import re
+    import tarfile
+
+    data = tmp_path / "data"
+    links = tmp_path / "links"
+    links.mkdir()
+    files = {
+        "evilprobe-1.0/setup.py": f"TOKEN = {str(data / 'token')!r}\n" + PROBE_SETUP,
+        "evilprobe-1.0/PKG-INFO": "Metadata-Version: 2.1\nName: evilprobe\nVersion: 1.0\n",
+        "evilprobe-1.0/pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
+        'build-backend = "setuptools.build_meta:__legacy__"\n',
+    }
+    with tarfile.open(links / "evilprobe-1.0.tar.gz", "w:gz") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    os.environ["UV_FIND_LINKS"] = str(links)  # the operator's setting: builds see it
+    try:
+        d = Daemon(data).start()
+    finally:
+        del os.environ["UV_FIND_LINKS"]
+    try:
+        folder = write_function(
+            tmp_path,
+            "probe",
+            {"main.py": "def handle(r):\n    return 'x'\n", "requirements.txt": "evilprobe==1.0\n"},
+        )
+        result = d.cli("deploy", str(folder), timeout=300)
+        found = re.search(r"PROBE (\{.*?\})", result.stderr.replace("\n", " "))
+        if found is None and "PROBE" not in result.stderr:
+            pytest.skip(f"the sdist could not be built here: {result.stderr[-300:]}")
+        assert found is not None, result.stderr
+        probe = json.loads(re.sub(r"\s+", " ", found.group(1)))
+        assert probe["token"] != "READ"
+        assert probe["shadow"] != "READ"
+        assert probe["write_etc"] != "WROTE"
+        assert probe["uid"] == 200_000
+        assert not os.path.exists("/etc/hearth-evil")
+    finally:
+        assert d.stop() == 0, d.log()

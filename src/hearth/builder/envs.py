@@ -226,20 +226,29 @@ class EnvBuilder:
 
         if jail is not None:
             jail.prepare(staging)
+        # No configuration files: the daemon's working directory may hold a project of its
+        # own, and a build reads only what the operator's environment says (UV_*).
+        where = staging if staging.is_dir() else staging.parent
         await _run(
-            confined([uv, "venv", "--quiet", "--python", sys.executable, str(staging)]), progress
+            confined(
+                [uv, "venv", "--no-config", "--quiet", "--python", sys.executable, str(staging)]
+            ),
+            progress,
+            where,
         )
         req_file = staging / "requirements.txt"
         req_file.write_text(requirements)
         index = ["--index-url", self.index_url] if self.index_url else []
         python = staging / "bin" / "python"
+        install = [*index, "-r", str(req_file)]
         await _run(
-            confined([uv, "pip", "install", "--python", str(python), *index, "-r", str(req_file)]),
+            confined([uv, "pip", "install", "--no-config", "--python", str(python), *install]),
             progress,
+            staging,
         )
         _link_runtime(staging)
         # Module names are known only once installed: ask the new environment.
-        preload = await _preload_list(confined([str(python)]), requirements)
+        preload = await _preload_list(confined([str(python)]), requirements, staging)
         if jail is not None:
             jail.seal(staging)
         (staging / "hearth-preload.txt").write_text("\n".join(preload))
@@ -332,7 +341,7 @@ def _link_runtime(venv: Path) -> None:
     (site / "zz-hearth-runtime.pth").write_text("\n".join(paths) + "\n")
 
 
-async def _preload_list(python: list[str], requirements: str) -> list[str]:
+async def _preload_list(python: list[str], requirements: str, cwd: Path) -> list[str]:
     script = (
         "import sys; from hearth.builder.envs import top_level_modules; "
         "print(' '.join(top_level_modules(sys.stdin.read())))"
@@ -341,6 +350,7 @@ async def _preload_list(python: list[str], requirements: str) -> list[str]:
         *python,
         "-c",
         script,
+        cwd=cwd,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -349,9 +359,10 @@ async def _preload_list(python: list[str], requirements: str) -> list[str]:
     return out.decode().split() if proc.returncode == 0 else []
 
 
-async def _run(argv: list[str], progress: Callable[[str], None]) -> None:
+async def _run(argv: list[str], progress: Callable[[str], None], cwd: Path) -> None:
     async with _process(
         *argv,
+        cwd=cwd,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
