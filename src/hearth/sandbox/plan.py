@@ -115,6 +115,10 @@ class Planner:
             text += f", {self.cgroups.describe()}"
         return text
 
+    def uid(self, number: int) -> int | None:
+        """The uid of the function whose identity number is `number` (None: no switch)."""
+        return UID_BASE + number if self.layers.identity else None
+
     def places(self, function: str, uid: int | None) -> Places:
         """Create (or fix up) the function's folders, owned by its uid, closed to others."""
         home = self.data_dir / "functions" / function
@@ -136,27 +140,27 @@ class Planner:
 
     def policy(
         self,
-        number: int | None,
-        places: Places,
+        function: str,
+        number: int,
         code: Path,
         env_root: Path | None,
         egress: bool = True,
         budget: Budget | None = None,
-        function: str = "",
     ) -> Policy:
-        """The policy of one version of a function whose identity number is `number`."""
+        """The policy of one version of `function`, whose identity number is `number`;
+        its folders and cgroups are made ready on the way."""
         chosen = self.layers
-        uid = UID_BASE + number if chosen.identity and number is not None else None
+        uid = self.uid(number)
+        places = self.places(function, uid)
         tmp = "/tmp" if chosen.mounts else str(places.tmp)
         read = [*SYSTEM_READ, *self.runtime, str(code)]
         if env_root is not None:
             read.append(str(env_root))
-        write = [str(places.data), str(places.sockets), *DEVICES]
-        write.append(tmp if not chosen.mounts else "/tmp")
+        write = [str(places.data), str(places.sockets), tmp, *DEVICES]
         env = {**CLEAN_ENV, "HOME": str(places.data), "TMPDIR": tmp}
         env["HEARTH_DATA"] = str(places.data)
         joins: tuple[str, ...] = ()
-        if self.cgroups is not None and budget is not None and function:
+        if self.cgroups is not None and budget is not None:
             joins = self.cgroups.prepare(function, budget)
         rlimits = [(resource.RLIMIT_CORE, 0)]
         if budget is not None and chosen.identity:

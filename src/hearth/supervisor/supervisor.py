@@ -23,7 +23,7 @@ from typing import Any
 
 from hearth.builder.envs import BASE, Env
 from hearth.sandbox.cgroups import Budget
-from hearth.sandbox.plan import UID_BASE, Host, Planner, layers
+from hearth.sandbox.plan import Host, Planner, layers
 from hearth.sandbox.policy import Policy
 from hearth.supervisor.instance import Instance, InstanceState, StartError
 from hearth.supervisor.logs import LineReader, LogBook
@@ -115,16 +115,12 @@ class Supervisor:
         self, function: str, env: Env, code: Path, egress: bool, budget: Budget | None
     ) -> tuple[Policy, dict[str, Any] | None]:
         number = self.identity(function)
-        chosen = self.planner.layers
-        places = self.planner.places(function, UID_BASE + number if chosen.identity else None)
         if env.key == BASE:
-            policy = self.planner.policy(number, places, code, None, egress, budget, function)
-            return policy, None
+            return self.planner.policy(function, number, code, None, egress, budget), None
         root = Path(env.python).parent.parent
         site = next((root / "lib").glob("python3*/site-packages"))
         exec_spec = {"python": env.python, "site": str(site), "preload": env.preload}
-        policy = self.planner.policy(number, places, code, root, egress, budget, function)
-        return policy, exec_spec
+        return self.planner.policy(function, number, code, root, egress, budget), exec_spec
 
     def socket_dir(self, function: str) -> Path:
         return self.run_dir / function
