@@ -348,3 +348,22 @@ async def test_connections_per_client_address_are_bounded():
     other = FakeTransport(peer=("10.9.9.9", 1))
     ClientProtocol(s.gateway).connection_made(other)
     assert not other.closed  # another address has its own count
+
+
+async def test_an_unreachable_instance_hands_the_request_to_another():
+    s = Setup(upstreams=0)  # the only known backend has no pooled connection
+    s.pool.backends[0].path = "/nonexistent/dead.sock"
+    from hearth.gateway import Backend
+    from hearth.gateway.upstream import Upstream
+
+    alive = Backend("hello@1#2", "/nonexistent/alive.sock", 4)
+    upstream = Upstream(alive)
+    upstream.connection_made(FakeTransport())
+    alive.idle.append(upstream)
+    s.pool.add(alive)  # after the dead one: picked second (both idle)
+    s.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.sleep(0.05)  # the failed connect
+    assert upstream.transport.take().startswith(b"GET /fn/hello/ ")
+    upstream.data_received(OK)
+    assert s.transport.take() == OK
+    assert s.backend.in_flight == 0

@@ -60,6 +60,7 @@ class Exchange:
         "name",
         "pool",
         "response_started",
+        "retried",
         "started",
         "status",
         "timer",
@@ -84,6 +85,7 @@ class Exchange:
         self.close_after = close_after
         self.error: tuple[int, str] | Refusal | None = None
         self.backend: Backend | None = None
+        self.retried = False
         self.upstream: Upstream | None = None
         self.buffer: list[bytes] = []
         self.buffered = 0
@@ -137,8 +139,19 @@ class Exchange:
         try:
             _, upstream = await loop.create_unix_connection(lambda: Upstream(backend), backend.path)
         except OSError:
-            if not self.finished:
+            if self.finished:
+                return
+            # Nothing was sent yet: another instance may take it (this one may have just
+            # died, before its exit was seen). Once only, so a dead pool cannot loop.
+            other = None
+            if self.pool is not None and not self.retried:
+                other = pick([b for b in self.pool.backends if b is not backend])
+            if other is None:
                 self.fail(502, "the function's instance is not reachable")
+                return
+            self.retried = True
+            backend.release()
+            self.attach(other)
             return
         if self.finished:
             if backend.routable:

@@ -59,6 +59,7 @@ class Supervisor:
         self.root: Zygote | None = None
         self.zygotes: dict[str, Zygote] = {}  # by "function@version"
         self._wanted: dict[str, tuple[str, int, Env, Path, bool, Budget | None]] = {}
+        self._early_exits: dict[tuple[str, int], int] = {}  # (zygote, pid) -> exit code
         self._hits: dict[str, dict[str, int]] = {}  # cgroup limit hits seen, by function
         self.on_limit: Callable[[str, str], None] = lambda function, message: None
         self.instances: dict[int, Instance] = {}
@@ -202,7 +203,11 @@ class Supervisor:
             os.close(log_w)
             os.close(status_w)
         self.instances[instance.pid] = instance
-        self._watch(instance)
+        early = self._early_exits.pop((zygote.key, instance.pid), None)
+        if early is not None:  # it exited before the fork's answer was taken up
+            self._exited(instance, early)
+        else:
+            self._watch(instance)
         output = OutputReader(self.logs, function, instance.id)
         await loop.connect_read_pipe(lambda: output, os.fdopen(log_r, "rb", 0))
         status = StatusReader(instance)
@@ -290,7 +295,12 @@ class Supervisor:
         """An exit reported by a zygote: believed only for that zygote's own instances (a
         version zygote runs a function's packages and may lie)."""
         instance = self.instances.get(pid)
-        if instance is not None and f"{instance.function}@{instance.version}" == zygote.key:
+        if instance is None:
+            # The exit can be read before the fork's answer is taken up: keep it (a few).
+            self._early_exits[(zygote.key, pid)] = code
+            while len(self._early_exits) > 64:
+                del self._early_exits[next(iter(self._early_exits))]
+        elif f"{instance.function}@{instance.version}" == zygote.key:
             self._exited(instance, code)
 
     def _exited(self, instance: Instance, code: int | None) -> None:
