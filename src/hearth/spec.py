@@ -132,6 +132,8 @@ class Limits:
     # Processes (and threads) beyond what the instances themselves run: a fork bomb's cap.
     processes: int = field(default=64, metadata=_whole(1, 100_000))
     files: int = field(default=1024, metadata=_whole(16, 1_048_576))  # open files per process
+    # The size of HEARTH_DATA, a disk of the function's own (it grows, never shrinks).
+    disk: int = field(default=1024**3, metadata=_size("16MiB", "1TiB"))
     # Requests per second for the whole function (None: unlimited); 429 over it.
     rate: float | None = field(default=None, metadata=_rate("1/m", "1000000/s"))
 

@@ -111,11 +111,29 @@ class Daemon:
         return httpx.request(method, self.gateway + path, timeout=60, **kwargs)
 
     def function_data(self, name: str) -> Path:
-        """The function's own data folder (HEARTH_DATA): the one place outside its code that
-        a sandboxed function may write, and tests may look."""
+        """The function's own data folder (HEARTH_DATA), the one place outside its code that
+        a sandboxed function may write, as the running daemon sees it: its disk is mounted
+        in the daemon's own mount namespace, reached through /proc/PID/root."""
+        assert self.proc is not None and self.proc.poll() is None, "the daemon is not running"
         folder = self.data_dir / "functions" / name / "data"
         folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        return Path(f"/proc/{self.proc.pid}/root{folder}")
+
+    def read_data(self, name: str, path: str) -> str:
+        """A file of the function's data while its disk is not mounted (after `rm`, or with
+        the daemon stopped): the disk image is mounted read-only in a throwaway namespace."""
+        folder = self.data_dir / "functions" / name
+        if not (folder / "disk.img").exists():
+            return (folder / "data" / path).read_text()
+        script = 'm=$(mktemp -d) && mount -o loop,ro,noload "$1" "$m" && cat "$m/$2"'
+        result = subprocess.run(
+            ["unshare", "--mount", "sh", "-c", script, "-", str(folder / "disk.img"), path],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
 
     def api_client(self, token: str | None = None) -> httpx.Client:
         headers = {"authorization": f"Bearer {token or self.token}"}

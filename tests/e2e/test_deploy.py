@@ -282,4 +282,4 @@ def test_rm_drains_and_forgets(daemon, fn_dir):
     daemon.cli("rm", "doomed", check=True)
     assert daemon.get("/fn/doomed/").status_code == 404
     assert daemon.cli("status", "doomed").returncode == 1
-    assert (daemon.function_data("doomed") / "marker").read_text() == "teardown ran"
+    assert daemon.read_data("doomed", "marker") == "teardown ran"

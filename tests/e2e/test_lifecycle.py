@@ -350,7 +350,6 @@ def test_daemon_sigkill_leaves_no_orphans_and_restart_restores(fresh_daemon, fn_
 
 
 def test_daemon_sigterm_finishes_requests_and_runs_teardown(fresh_daemon, fn_dir):
-    marker = fresh_daemon.function_data("graceful") / "teardown"
     folder = fn_dir(
         "graceful",
         {
@@ -379,7 +378,7 @@ def test_daemon_sigterm_finishes_requests_and_runs_teardown(fresh_daemon, fn_dir
     assert daemon.stop(signal.SIGTERM) == 0
     worker.join(10)
     assert results and results[0].status_code == 200 and results[0].text == "finished"
-    assert marker.read_text() == "ran"
+    assert fresh_daemon.read_data("graceful", "teardown") == "ran"
 
 
 @pytest.mark.parametrize("weights", [["1=0"], ["x=5"]])

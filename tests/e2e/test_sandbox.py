@@ -123,13 +123,19 @@ def arena(tmp_path_factory):
 
 
 def attack(d: Daemon) -> dict:
+    r = d.get("/fn/attacker/", params=attack_params(d))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def attack_params(d: Daemon) -> dict:
     victim = d.status("victim")
     (instance,) = victim["instances"]
     bundle = victim["versions"][-1]["bundle"]
     sockets = glob.glob(str(d.data_dir / "run" / "victim" / "*.sock")) + glob.glob(
         "/tmp/hearth-*/victim/*.sock"
     )
-    params = {
+    return {
         "data_dir": str(d.data_dir),
         "victim_pid": instance["pid"],
         "daemon_pid": d.proc.pid,
@@ -137,9 +143,6 @@ def attack(d: Daemon) -> dict:
         "victim_data": str(d.data_dir / "functions" / "victim" / "data"),
         "victim_socket": sockets[0] if sockets else "/nonexistent",
     }
-    r = d.get("/fn/attacker/", params=params)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def test_every_attack_is_contained_and_the_victim_keeps_answering(arena):
@@ -295,6 +298,78 @@ def test_a_memory_grab_is_stopped_and_the_neighbour_keeps_answering(arena, tmp_p
         what="an event naming the memory limit or the kill",
     )
     wait_for(lambda: arena.status("hog")["instances"], what="the hog replaced")
+
+
+EXHAUSTER = """
+import os, time
+
+def fill_disk():
+    written = 0
+    try:
+        with open(os.path.join(os.environ["HEARTH_DATA"], "fill"), "wb") as fh:
+            while True:
+                fh.write(b"x" * 65536)
+                fh.flush()
+                written += 65536
+    except OSError as exc:
+        return {"errno": exc.errno, "written": written}
+
+def open_files():
+    held = []
+    try:
+        while True:
+            held.append(open("/dev/null"))
+    except OSError as exc:
+        return {"errno": exc.errno, "opened": len(held)}
+    finally:
+        for fh in held:
+            fh.close()
+
+def burn(seconds=3.0, workers=4):
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                pass
+            os._exit(0)
+        children.append(pid)
+    return {"burning": children}
+
+def handle(request):
+    return {"disk": fill_disk, "files": open_files, "cpu": burn}[request.query_params["what"]]()
+"""
+
+
+def test_disk_files_and_cpu_exhaustion_stay_with_the_exhauster(arena, tmp_path):
+    from tests.e2e.conftest import wait_for
+
+    settings = '[scale]\nmax = 1\n[limits]\ndisk = "32MiB"\nfiles = 64\nprocesses = 16\n'
+    arena.deploy(
+        write_function(tmp_path, "exhauster", {"main.py": EXHAUSTER, "hearth.toml": settings})
+    )
+
+    disk = arena.get("/fn/exhauster/", params={"what": "disk"}).json()
+    assert disk["errno"] == 28  # ENOSPC: its own disk is full, nobody else's
+    assert disk["written"] <= 32 * 1024**2
+    wait_for(
+        lambda: any("disk is full" in e["message"] for e in arena.events("exhauster")),
+        what="a disk-full event",
+    )
+    # A neighbour's disk, and the platform, still take writes.
+    assert arena.get("/fn/attacker/", params=attack_params(arena)).json()["own_data"][0] == "ok"
+    assert arena.cli("status", "victim").returncode == 0
+
+    files = arena.get("/fn/exhauster/", params={"what": "files"}).json()
+    assert files["errno"] == 24 and files["opened"] < 64  # EMFILE at [limits] files
+    assert arena.get("/fn/exhauster/", params={"what": "files"}).status_code == 200  # recovers
+
+    burning = arena.get("/fn/exhauster/", params={"what": "cpu"}).json()["burning"]
+    assert len(burning) == 4
+    # Four busy processes on this host's cores: the victim still answers every request.
+    for _ in range(20):
+        assert arena.get("/fn/victim/").json()["secret"] == "s3cret"
 
 
 PROBE_SETUP = """

@@ -15,14 +15,15 @@ from hearth.sandbox.plan import (
     runtime_paths,
 )
 
-FULL = Host(root=True, landlock=7, seccomp=True)
+FULL = Host(root=True, landlock=7, seccomp=True, disks=True)
 BARE = Host(root=False, landlock=0, seccomp=False)
 
 
 def test_auto_takes_what_the_host_offers():
-    assert layers("auto", FULL) == Layers(True, True, 7, True)
+    assert layers("auto", FULL) == Layers(True, True, 7, True, True)
     assert layers("auto", BARE) == Layers(False, False, 0, False)
     assert layers("auto", Host(False, 3, True)) == Layers(False, False, 3, True)
+    assert layers("auto", Host(True, 7, True, disks=False)) == Layers(True, True, 7, True)
 
 
 def test_off_is_off_and_says_so():
@@ -32,11 +33,13 @@ def test_off_is_off_and_says_so():
 
 
 def test_strict_refuses_a_host_that_lacks_a_layer():
-    assert layers("strict", FULL) == Layers(True, True, 7, True)
+    assert layers("strict", FULL) == Layers(True, True, 7, True, True)
     with pytest.raises(SandboxUnavailable, match="Landlock"):
-        layers("strict", Host(True, 0, True))
+        layers("strict", Host(True, 0, True, True))
     with pytest.raises(SandboxUnavailable, match="root"):
-        layers("strict", Host(False, 7, True))
+        layers("strict", Host(False, 7, True, True))
+    with pytest.raises(SandboxUnavailable, match="e2fsprogs"):
+        layers("strict", Host(True, 7, True, False))
 
 
 def test_unknown_level():
@@ -45,9 +48,10 @@ def test_unknown_level():
 
 
 def test_describe_names_each_layer():
-    text = Layers(True, True, 7, True).describe()
-    assert (
-        text == "uid per function, private mounts (own /tmp, /proc hidepid), landlock v7, seccomp"
+    text = Layers(True, True, 7, True, True).describe()
+    assert text == (
+        "uid per function, private mounts (own /tmp, /proc hidepid), landlock v7, seccomp, "
+        "a disk per function (ext4 image)"
     )
 
 

@@ -31,6 +31,7 @@ from hearth.config import DaemonConfig
 from hearth.gateway import Backend, Gateway, Pool, RouteLimits
 from hearth.gateway.access import Access
 from hearth.sandbox.cgroups import Budget
+from hearth.sandbox.disks import DiskError
 from hearth.spec import MAX_ENV_KEYS, FunctionSpec, SpecError, check_name, parse_spec
 from hearth.store import BundleStore, Store, Vault, VaultError
 from hearth.supervisor import Instance, InstanceState, LogBook, StartError, Supervisor
@@ -164,10 +165,12 @@ class Functions:
         try:
             _, code = await self.bundles.put(data, self.max_unpacked, sha)
             spec = _spec(code, name)
+            if self.supervisor.planner.disks is not None:
+                self.supervisor.planner.disks.check(name, spec.limits.disk)
             requirements = read_small_text(code / "requirements.txt")
             pins.enter_context(self._pin(env_key(requirements)))
             env = await self.envs.ensure(requirements, progress)
-        except (BundleError, SpecError, BuildError) as exc:
+        except (BundleError, SpecError, BuildError, DiskError) as exc:
             raise DeployError(str(exc)) from exc
         except UnicodeError as exc:
             raise DeployError(f"the bundle holds text that is not UTF-8: {exc}") from exc
@@ -762,6 +765,7 @@ def budget(spec: FunctionSpec) -> Budget:
         memory=limits.memory * (scale.max + 1),
         tasks=limits.processes + (scale.max + 1) * (scale.concurrency + 16),
         files=limits.files,
+        disk=limits.disk,
     )
 
 

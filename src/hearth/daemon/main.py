@@ -27,6 +27,7 @@ from hearth.config import DaemonConfig
 from hearth.daemon.functions import DeployError, Functions
 from hearth.gateway import Gateway
 from hearth.sandbox.cgroups import Cgroups
+from hearth.sandbox.disks import own_namespace
 from hearth.sandbox.plan import BuildJail, Host, Planner, SandboxUnavailable, layers
 from hearth.spec import folder_name
 from hearth.store import BundleStore, Store, Vault, VaultError
@@ -104,7 +105,10 @@ def raise_open_files_limit() -> int:
 
 
 async def serve(
-    config: DaemonConfig, deploy: list[Path], say: Callable[[str], None] = print
+    config: DaemonConfig,
+    deploy: list[Path],
+    say: Callable[[str], None] = print,
+    host: Host | None = None,
 ) -> None:
     data_dir = config.data_dir
     lock = lock_data_dir(data_dir)
@@ -117,7 +121,8 @@ async def serve(
     run_dir = run_dir_for(data_dir)
     gateway = Gateway(config.domain, config.gateway)
     try:
-        chosen = layers(config.sandbox, Host.probe())
+        # Disks need the daemon in a mount namespace of its own, entered by `run`.
+        chosen = layers(config.sandbox, host or replace(Host.probe(), disks=False))
     except SandboxUnavailable as exc:
         raise DaemonError(str(exc)) from exc
     planner = Planner(data_dir, run_dir, chosen, Cgroups())
@@ -234,9 +239,16 @@ def _write_state(data_dir: Path, config: DaemonConfig) -> None:
 
 def run(config: DaemonConfig, deploy: list[Path]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    host = Host.probe()
+    if config.sandbox != "off" and host.root and host.disks:
+        try:  # before any thread starts
+            own_namespace()
+        except OSError as exc:
+            log.warning("no disk per function: no mount namespace of its own (%s)", exc)
+            host = replace(host, disks=False)
     try:
         import uvloop
 
-        uvloop.run(serve(config, deploy))
+        uvloop.run(serve(config, deploy, host=host))
     except ImportError:
-        asyncio.run(serve(config, deploy))
+        asyncio.run(serve(config, deploy, host=host))

@@ -20,6 +20,7 @@ class Budget:
     tasks: int  # processes and threads
     cpu_weight: int = 100  # relative share under contention (v2 weight; v1 shares x10.24)
     files: int = 1024  # open files per process (an rlimit, not a cgroup)
+    disk: int = 1024**3  # bytes in HEARTH_DATA (a disk of its own, not a cgroup)
 
 
 class Cgroups:

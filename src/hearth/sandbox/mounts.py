@@ -23,6 +23,7 @@ MS_BIND = 4096
 MS_MOVE = 8192
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
 STASH_CANDIDATES = ("/mnt", "/media", "/srv", "/opt", "/home", "/boot")
 
 
@@ -49,6 +50,12 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
     )
     if result != 0:
         _raise(f"mount {source} on {target}")
+
+
+def umount(target: str) -> None:
+    """Detach the mount on `target` (lazily: it goes once nothing uses it)."""
+    if _libc().umount2(target.encode(), MNT_DETACH) != 0:
+        _raise(f"umount {target}")
 
 
 def cover_root(path: str) -> str | None:
@@ -99,7 +106,7 @@ def private_view(reveal: Iterable[str], tmp_size: str = "64m") -> None:
             os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
             open(path, "w").close()
         mount(held, path, None, MS_MOVE)
-    _libc().umount2(stash.encode(), 2)  # MNT_DETACH; empty by now
+    umount(stash)  # empty by now
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
 
 

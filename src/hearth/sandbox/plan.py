@@ -18,6 +18,8 @@ from pathlib import Path
 
 from hearth.sandbox import landlock, seccomp
 from hearth.sandbox.cgroups import Budget, Cgroups
+from hearth.sandbox.disks import Disks
+from hearth.sandbox.disks import available as disks_available
 from hearth.sandbox.policy import DEVICES, SYSTEM_READ, Policy
 
 LEVELS = ("off", "auto", "strict")
@@ -34,10 +36,12 @@ class Host:
     root: bool
     landlock: int  # ABI, 0 = none
     seccomp: bool
+    disks: bool = False  # loop devices and mkfs.ext4, and the daemon in its own mounts
 
     @classmethod
     def probe(cls) -> Host:
-        return cls(os.geteuid() == 0, landlock.abi_version(), seccomp.available())
+        root = os.geteuid() == 0
+        return cls(root, landlock.abi_version(), seccomp.available(), disks_available())
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class Layers:
     mounts: bool
     landlock: int
     seccomp: bool
+    disks: bool = False
 
     def describe(self) -> str:
         if not (self.identity or self.landlock or self.seccomp):
@@ -61,6 +66,8 @@ class Layers:
             parts.append(f"landlock v{self.landlock}")
         if self.seccomp:
             parts.append("seccomp")
+        if self.disks:
+            parts.append("a disk per function (ext4 image)")
         return ", ".join(parts)
 
 
@@ -70,7 +77,7 @@ def layers(level: str, host: Host) -> Layers:
         raise ValueError(f"unknown sandbox level {level!r}: use one of {', '.join(LEVELS)}")
     if level == "off":
         return Layers(False, False, 0, False)
-    chosen = Layers(host.root, host.root, host.landlock, host.seccomp)
+    chosen = Layers(host.root, host.root, host.landlock, host.seccomp, host.root and host.disks)
     if level == "strict":
         missing = [
             what
@@ -78,6 +85,7 @@ def layers(level: str, host: Host) -> Layers:
                 ("root (for a uid per function and private mounts)", host.root),
                 ("Landlock (Linux >= 5.13 with landlock in the LSM list)", host.landlock > 0),
                 ("libseccomp (apt-get install libseccomp2)", host.seccomp),
+                ("loop devices and e2fsprogs (for a disk per function)", host.disks),
             )
             if not ok
         ]
@@ -108,19 +116,23 @@ class Planner:
         self.runtime = runtime_paths(data_dir)
         # Resource limits need root, as the identity layer does.
         self.cgroups = cgroups if cgroups is not None and chosen.identity else None
+        self.disks = Disks(data_dir / "functions") if chosen.disks else None
 
     def describe(self) -> str:
         text = self.layers.describe()
         if self.cgroups is not None and self.cgroups.describe():
             text += f", {self.cgroups.describe()}"
+        if self.layers.identity and not self.layers.disks:
+            text += ", disk not limited (needs loop devices and e2fsprogs)"
         return text
 
     def uid(self, number: int) -> int | None:
         """The uid of the function whose identity number is `number` (None: no switch)."""
         return UID_BASE + number if self.layers.identity else None
 
-    def places(self, function: str, uid: int | None) -> Places:
-        """Create (or fix up) the function's folders, owned by its uid, closed to others."""
+    def places(self, function: str, uid: int | None, disk: int | None = None) -> Places:
+        """Create (or fix up) the function's folders, owned by its uid, closed to others;
+        with `disk` bytes, its data folder is a disk of that size (where the host can)."""
         home = self.data_dir / "functions" / function
         places = Places(home / "data", home / "tmp", self.run_dir / function)
         for folder in (home.parent, home):
@@ -129,12 +141,17 @@ class Planner:
             folder.mkdir(mode=0o700, exist_ok=True)
             if uid is not None:
                 os.chown(folder, uid, uid)
+        if self.disks is not None and disk is not None and uid is not None:
+            self.disks.ready(function, disk, uid)
         return places
 
     def forget(self, function: str) -> None:
-        """Remove the function's sockets, temporary files and cgroups (its data stays)."""
+        """Remove the function's sockets, temporary files and cgroups; its data stays, its
+        disk is unmounted."""
         if self.cgroups is not None:
             self.cgroups.forget(function)
+        if self.disks is not None:
+            self.disks.release(function)
         shutil.rmtree(self.run_dir / function, ignore_errors=True)
         shutil.rmtree(self.data_dir / "functions" / function / "tmp", ignore_errors=True)
 
@@ -151,7 +168,7 @@ class Planner:
         its folders and cgroups are made ready on the way."""
         chosen = self.layers
         uid = self.uid(number)
-        places = self.places(function, uid)
+        places = self.places(function, uid, budget.disk if budget is not None else None)
         tmp = "/tmp" if chosen.mounts else str(places.tmp)
         read = [*SYSTEM_READ, *self.runtime, str(code)]
         if env_root is not None:

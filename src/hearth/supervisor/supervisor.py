@@ -23,6 +23,7 @@ from typing import Any
 
 from hearth.builder.envs import BASE, Env
 from hearth.sandbox.cgroups import Budget
+from hearth.sandbox.disks import DiskError
 from hearth.sandbox.plan import Host, Planner, layers
 from hearth.sandbox.policy import Policy
 from hearth.supervisor.instance import Instance, InstanceState, StartError
@@ -195,7 +196,7 @@ class Supervisor:
             if parent_of(instance.pid) not in (zygote.pid, None):
                 zygote.kill()  # it named a process that is not its child: never trust it again
                 raise ZygoteError(f"zygote {zygote.key} reported pid {instance.pid}, not its child")
-        except (ZygoteError, OSError, TimeoutError) as exc:
+        except (ZygoteError, DiskError, OSError, TimeoutError) as exc:
             for fd in (log_r, status_r):
                 os.close(fd)
             raise StartError(f"could not fork an instance: {exc}") from exc
@@ -335,11 +336,19 @@ class Supervisor:
         self._check_limits()
 
     def _check_limits(self) -> None:
-        """Report cgroup limits hit since the last look (memory or tasks refused)."""
+        """Report limits hit since the last look: memory or tasks refused, a full disk."""
+        functions = {key.partition("@")[0] for key in self._wanted}
+        disks = self.planner.disks
+        if disks is not None:
+            while disks.notes:
+                self.on_limit(*disks.notes.pop(0))
+            for function in functions:
+                if disks.newly_full(function):
+                    self.on_limit(function, "the function's disk is full (limits.disk)")
         cgroups = self.planner.cgroups
         if cgroups is None:
             return
-        for function in {key.partition("@")[0] for key in self._wanted}:
+        for function in functions:
             hits = cgroups.hits(function)
             seen = self._hits.setdefault(function, {})
             for kind, count in hits.items():
