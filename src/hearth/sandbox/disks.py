@@ -184,12 +184,12 @@ def filesystem_size(image: Path) -> int:
     with open(image, "rb") as fh:
         fh.seek(1024)
         block = fh.read(1024)
-    count_lo, log_size = (
-        struct.unpack_from("<I", block, 4)[0],
-        struct.unpack_from("<I", block, 24)[0],
-    )
-    incompat = struct.unpack_from("<I", block, 0x60)[0]
-    count_hi = struct.unpack_from("<I", block, 0x150)[0] if incompat & 0x80 else 0  # 64bit
+
+    def field(offset: int) -> int:
+        return int(struct.unpack_from("<I", block, offset)[0])
+
+    count_lo, log_size, incompat = field(4), field(24), field(0x60)
+    count_hi = field(0x150) if incompat & 0x80 else 0  # the 64bit feature
     return (count_hi << 32 | count_lo) * (1024 << log_size)
 
 
