@@ -34,6 +34,7 @@ EXAMPLES = ROOT / "examples"
 APPS = ROOT / "bench" / "apps"
 CONNECTIONS = 32
 PROCESS_CONNECTIONS = 2
+BURNERS = 4  # busy processes of the noisy neighbour, on a 2-core machine
 HEAVY_IMPORTS = "import starlette.applications, starlette.requests, psycopg, psycopg_pool"
 
 
@@ -87,6 +88,23 @@ def throughput(
         }
         for name, rs in runs.items()
     ]
+
+
+def beside_a_burner(
+    daemon: Hearth, system: str, url: str, rounds: int, seconds: float, warmup: float
+) -> list[dict]:
+    """`hello` on `daemon` while its neighbour function keeps BURNERS processes busy: what
+    an equal CPU share per function (cgroups) keeps of its throughput. One daemon at a
+    time, so each sees only its own neighbour."""
+    spin = warmup + rounds * (seconds + 0.5) + 1.0
+    began = time.monotonic()
+    burn = httpx.get(
+        f"{daemon.url}/fn/spinner/", params={"seconds": spin, "workers": BURNERS}, timeout=30
+    )
+    burn.raise_for_status()
+    rows = throughput("hello-beside-burner", {system: url}, rounds, seconds, warmup)
+    time.sleep(max(0.0, spin - (time.monotonic() - began)) + 0.5)  # let the burners end
+    return rows
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -232,6 +250,10 @@ def main() -> None:
         hello["process-per-request"] = cgi.base + "hello.py"
         print("bench: hello", flush=True)
         results += throughput("hello", hello, rounds, seconds, warmup)
+        print("bench: hello beside a CPU-burning neighbour", flush=True)
+        for daemon, system in ((hearth, "hearth"), (bare, "hearth-sandbox-off")):
+            daemon.deploy(APPS / "spinner")
+            results += beside_a_burner(daemon, system, hello[system], rounds, seconds, warmup)
 
         cold: dict[str, dict[str, float]] = {}
         if dsn:
@@ -326,6 +348,12 @@ def main() -> None:
         "hello.nginx/direct": ratio(("hello", "nginx"), ("hello", "direct")),
         "hello.hearth/hearth-sandbox-off": ratio(
             ("hello", "hearth"), ("hello", "hearth-sandbox-off")
+        ),
+        "hello-beside-burner/hello.hearth": ratio(
+            ("hello-beside-burner", "hearth"), ("hello", "hearth")
+        ),
+        "hello-beside-burner/hello.hearth-sandbox-off": ratio(
+            ("hello-beside-burner", "hearth-sandbox-off"), ("hello", "hearth-sandbox-off")
         ),
         "hello.process-per-request/direct": ratio(
             ("hello", "process-per-request"), ("hello", "direct")

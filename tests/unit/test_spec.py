@@ -381,7 +381,13 @@ def test_from_dict_accepts_what_earlier_versions_stored():
     assert spec.limits == Limits()
     assert spec.to_dict() == {
         **stored,
-        "limits": {**stored["limits"], "rate": None, "processes": 64, "files": 1024},
+        "limits": {
+            **stored["limits"],
+            "rate": None,
+            "processes": 64,
+            "files": 1024,
+            "disk": 1024**3,
+        },
         "access": {"public": True},
         "network": {"egress": True},
     }
