@@ -67,6 +67,7 @@ def test_quick_run_measures_every_scenario(tmp_path):
     data = json.loads((tmp_path / "latest.json").read_text())
     rows = {(r["scenario"], r["system"]): r for r in data["results"]}
     expected = [("hello", "direct"), ("hello", "hearth"), ("hello", "process-per-request")]
+    expected += [("hello-beside-burner", "hearth"), ("hello-beside-burner", "hearth-sandbox-off")]
     if os.environ.get("HEARTH_TEST_PG"):
         expected += [
             ("pg", s)
