@@ -13,6 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 READY_TIMEOUT = 120.0  # an environment's preload may import a lot
+# Requests sent to a zygote and not yet answered. The socket's send buffer holds a few
+# hundred kB (a spec and two descriptors each); past that a send fails with EAGAIN. The
+# rest wait here, in order, so a burst of any size is served at the rate the zygote forks.
+IN_FLIGHT = 8
 
 
 class ZygoteError(RuntimeError):
@@ -30,6 +34,7 @@ class Zygote:
         self._sock: socket.socket | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[int]] = {}
+        self._slots = asyncio.Semaphore(IN_FLIGHT)
         self._ready: asyncio.Future[int] | None = None
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -112,13 +117,38 @@ class Zygote:
     async def _request(self, message: dict[str, Any], fds: list[int]) -> int:
         if self._sock is None:
             raise ZygoteError(f"zygote {self.key} is not running")
-        request_id = next(self._ids)
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        data = json.dumps({**message, "id": request_id}).encode()
-        # A small datagram on a local socket: the send completes without blocking.
-        socket.send_fds(self._sock, [data], fds)
-        return await asyncio.wait_for(future, 30)
+        async with self._slots:
+            if self._sock is None:
+                raise ZygoteError(f"zygote {self.key} is not running")
+            request_id = next(self._ids)
+            future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            self._pending[request_id] = future
+            data = json.dumps({**message, "id": request_id}).encode()
+            try:
+                await self._send(data, fds)
+            except BaseException:
+                self._pending.pop(request_id, None)
+                raise
+            return await asyncio.wait_for(future, 30)
+
+    async def _send(self, data: bytes, fds: list[int]) -> None:
+        """Send one request, waiting while the zygote's queue is full."""
+        loop = asyncio.get_running_loop()
+        while True:
+            sock = self._sock
+            if sock is None:
+                raise ZygoteError(f"zygote {self.key} is not running")
+            try:
+                socket.send_fds(sock, [data], fds)
+                return
+            except BlockingIOError:
+                writable: asyncio.Future[None] = loop.create_future()
+                loop.add_writer(sock.fileno(), _settle, writable)
+                try:
+                    await asyncio.wait_for(writable, 30)
+                finally:
+                    if self._sock is sock:
+                        loop.remove_writer(sock.fileno())
 
     def _on_readable(self) -> None:
         assert self._sock is not None
@@ -150,6 +180,7 @@ class Zygote:
     def _close(self, error: Exception) -> None:
         if self._sock is not None:
             asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            asyncio.get_running_loop().remove_writer(self._sock.fileno())
             self._sock.close()
             self._sock = None
         for future in [*self._pending.values(), self._ready]:
@@ -158,3 +189,8 @@ class Zygote:
         self._pending.clear()
         if not self._closed.done():
             self._closed.set_result(None)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
