@@ -372,6 +372,42 @@ def test_disk_files_and_cpu_exhaustion_stay_with_the_exhauster(arena, tmp_path):
         assert arena.get("/fn/victim/").json()["secret"] == "s3cret"
 
 
+ORPHANER = """
+import os, time
+
+def handle(request):
+    r, w = os.pipe()
+    if os.fork() == 0:
+        if os.fork() == 0:  # the grandchild: orphaned at once, out of reach of the lifeline
+            os.write(w, str(os.getpid()).encode())
+            while True:
+                time.sleep(1)
+        os._exit(0)
+    os.wait()
+    return {"orphan": int(os.read(r, 32))}
+"""
+
+
+def test_processes_a_function_leaves_behind_end_with_it(arena, tmp_path):
+    from tests.e2e.conftest import wait_for
+
+    arena.deploy(write_function(tmp_path, "orphaner", {"main.py": ORPHANER}))
+    orphan = arena.get("/fn/orphaner/").json()["orphan"]
+    assert os.path.exists(f"/proc/{orphan}")
+    arena.cli("rm", "orphaner", check=True)
+    wait_for(
+        lambda: not os.path.exists(f"/proc/{orphan}") or _zombie(orphan), what="the orphan gone"
+    )
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 PROBE_SETUP = """
 import json, os
 results = {}

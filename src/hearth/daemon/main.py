@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -94,6 +95,12 @@ def run_dir_for(data_dir: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="hearth-"))
 
 
+def cgroup_scope(data_dir: Path) -> str:
+    """This daemon's cgroup folder: one per data directory."""
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+    return f"hearth-{digest}"
+
+
 def raise_open_files_limit() -> int:
     """Every client, instance connection and pipe is a descriptor: take what the host allows."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -125,7 +132,9 @@ async def serve(
         chosen = layers(config.sandbox, host or replace(Host.probe(), disks=False))
     except SandboxUnavailable as exc:
         raise DaemonError(str(exc)) from exc
-    planner = Planner(data_dir, run_dir, chosen, Cgroups())
+    cgroups = Cgroups(cgroup_scope(data_dir))
+    cgroups.tidy()  # what a killed daemon of this data directory left
+    planner = Planner(data_dir, run_dir, chosen, cgroups)
     supervisor = Supervisor(run_dir, logs, planner, store.identity)
     functions = Functions(
         config,

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
+SCOPE_WEIGHT = 8  # all of a daemon's functions against one ordinary process
 
 
 @dataclass(frozen=True)
@@ -26,8 +29,15 @@ class Budget:
 class Cgroups:
     """The cgroup folders of one daemon (`hearth` beneath its own cgroup)."""
 
-    def __init__(self, root: Path = ROOT, proc_self: Path = Path("/proc/self/cgroup")) -> None:
-        self.dirs: dict[str, Path] = {}  # controller -> the daemon's `hearth` folder
+    def __init__(
+        self,
+        scope: str = "hearth",
+        root: Path = ROOT,
+        proc_self: Path = Path("/proc/self/cgroup"),
+    ) -> None:
+        """`scope` names this daemon's folder beneath its own cgroup (one per data
+        directory: two daemons on a host never share a function's cgroup)."""
+        self.dirs: dict[str, Path] = {}  # controller -> the daemon's scope folder
         self.v2 = False
         try:
             lines = proc_self.read_text().splitlines()
@@ -37,11 +47,11 @@ class Cgroups:
             _, controllers, path = line.split(":", 2)
             for controller in controllers.split(","):
                 if controller in ("memory", "pids", "cpu") and (root / controller).is_dir():
-                    self.dirs[controller] = root / controller / path.lstrip("/") / "hearth"
+                    self.dirs[controller] = root / controller / path.lstrip("/") / scope
         if not self.dirs and (root / "cgroup.controllers").is_file():
             available = (root / "cgroup.controllers").read_text().split()
             path = next((ln.split(":", 2)[2] for ln in lines if ln.startswith("0::")), "/")
-            base = root / path.lstrip("/") / "hearth"
+            base = root / path.lstrip("/") / scope
             self.dirs = {c: base for c in ("memory", "pids", "cpu") if c in available}
             self.v2 = bool(self.dirs)
 
@@ -59,17 +69,42 @@ class Cgroups:
         joins = []
         for controller, base in self.dirs.items():
             folder = base / function
-            if self.v2 and not base.is_dir():
-                base.mkdir(exist_ok=True)
-                _write(base.parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in self.dirs))
-                _write(base / "cgroup.subtree_control", " ".join(f"+{c}" for c in self.dirs))
-            folder.mkdir(parents=True, exist_ok=True)
+            if not base.is_dir():
+                self._make_scope(controller, base)
+            folder.mkdir(exist_ok=True)
             for name, value in self._settings(controller, budget):
                 _write(folder / name, value)
             procs = str(folder / "cgroup.procs")
             if procs not in joins:
                 joins.append(procs)
         return tuple(joins)
+
+    def _make_scope(self, controller: str, base: Path) -> None:
+        """The daemon's folder. All its functions together weigh as SCOPE_WEIGHT ordinary
+        processes against the rest of the host (the gateway, other services); each gets
+        an equal share within."""
+        base.mkdir(exist_ok=True)
+        if self.v2:
+            enable = " ".join(f"+{c}" for c in self.dirs)
+            _write(base.parent / "cgroup.subtree_control", enable)
+            _write(base / "cgroup.subtree_control", enable)
+        if controller == "cpu":
+            name, value = ("cpu.weight", 100) if self.v2 else ("cpu.shares", 1024)
+            _write(base / name, str(value * SCOPE_WEIGHT))
+
+    def tidy(self) -> None:
+        """Remove the folders of functions whose processes are all gone (a daemon killed
+        before it could)."""
+        functions = {f.name for base in self.dirs.values() if base.is_dir() for f in base.iterdir()}
+        for function in functions:
+            self.forget(function)
+
+    def close(self) -> None:
+        """Remove the daemon's folders; they are empty once every process has ended."""
+        self.tidy()
+        for base in set(self.dirs.values()):
+            with contextlib.suppress(OSError):
+                os.rmdir(base)
 
     def _settings(self, controller: str, budget: Budget) -> list[tuple[str, str]]:
         if controller == "memory":
@@ -95,7 +130,27 @@ class Cgroups:
             found["tasks"] = _field(_read(pids / function / "pids.events"), "max")
         return found
 
+    def end(self, function: str) -> int:
+        """SIGKILL every process left in the function's cgroups: what its instances
+        started and left behind (a double fork escapes the lifeline, not the cgroup).
+        How many were killed."""
+        killed = 0
+        for _ in range(50):
+            pids = set()
+            for base in self.dirs.values():
+                pids.update(int(p) for p in _read(base / function / "cgroup.procs").split())
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            killed += len(pids)
+            time.sleep(0.01)
+        return killed
+
     def forget(self, function: str) -> None:
+        """End what is left of the function's processes and remove its cgroups."""
+        self.end(function)
         for base in self.dirs.values():
             with contextlib.suppress(OSError):
                 os.rmdir(base / function)  # only once every process in it is gone

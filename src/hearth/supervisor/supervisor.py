@@ -400,8 +400,7 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(zygote.wait(), 5)
         if self.planner.cgroups is not None:  # empty now: every process of theirs is gone
-            for function in {key.partition("@")[0] for key in self._wanted}:
-                self.planner.cgroups.forget(function)
+            self.planner.cgroups.close()
         self.zygotes.clear()
         self.root = None
         os.close(self.lifeline_w)
