@@ -136,7 +136,7 @@ class Cgroups:
         How many were killed."""
         killed = 0
         for _ in range(50):
-            pids = set()
+            pids: set[int] = set()
             for base in self.dirs.values():
                 pids.update(int(p) for p in _read(base / function / "cgroup.procs").split())
             if not pids:
