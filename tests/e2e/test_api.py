@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, settings
 
 from hearth.api import create_app
 from hearth.api.deploy import deploy_stream
-from hearth.daemon.functions import DeployError
+from hearth.control import DeployError
 from tests.e2e.conftest import write_function
 
 FUNCTION = "api-probe"
@@ -46,7 +47,7 @@ def probe(daemon, tmp_path_factory) -> str:
 
 # The document comes from the code, so it is known before the daemon runs: that is when
 # pytest collects one test per operation. `test_the_daemon_serves_this_document` ties the two.
-DOCUMENT = create_app(None, None).openapi()  # type: ignore[arg-type]
+DOCUMENT = create_app(None, None, None).openapi()  # type: ignore[arg-type]
 
 
 def _schema(**parameters: str) -> Any:
@@ -287,12 +288,13 @@ class _Config:
     max_bundle = 1000
 
 
-class _Functions:
-    """Just enough of `Functions` for the deploy route."""
+class _Plane:
+    """Just enough of the control plane for the deploy route."""
 
     def __init__(self, deploy: Any) -> None:
         self.config = _Config()
-        self.deploy = deploy
+        self.rollouts = SimpleNamespace(deploy=deploy)
+        self.reconciler = self
         self.tasks: set[asyncio.Task[Any]] = set()
 
     def background(self, coro: Any) -> None:
@@ -306,8 +308,8 @@ class _Store:
         return "admin" if token == "t" else None
 
 
-def _client(functions: _Functions) -> httpx.AsyncClient:
-    app = create_app(functions, _Store())  # type: ignore[arg-type]
+def _client(functions: _Plane) -> httpx.AsyncClient:
+    app = create_app(functions, _Store(), None)  # type: ignore[arg-type]
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
         base_url="http://api",
@@ -315,7 +317,7 @@ def _client(functions: _Functions) -> httpx.AsyncClient:
     )
 
 
-async def _lines(functions: _Functions, body: bytes = b"bundle") -> list[dict[str, Any]]:
+async def _lines(functions: _Plane, body: bytes = b"bundle") -> list[dict[str, Any]]:
     async with _client(functions) as client:
         response = await client.post("/v1/functions/fn/versions", content=body)
     assert response.status_code == 200
@@ -328,7 +330,7 @@ async def test_an_internal_error_ends_the_deploy_stream(caplog):
         raise RuntimeError("disk on fire")
 
     with caplog.at_level(logging.ERROR, logger="hearth"):
-        lines = await _lines(_Functions(deploy))
+        lines = await _lines(_Plane(deploy))
     assert lines == [
         {"log": "received bundle"},
         {"error": "internal error: RuntimeError: disk on fire; the previous version keeps serving"},
@@ -342,7 +344,7 @@ async def test_a_refused_deploy_ends_the_stream_with_its_reason():
     async def deploy(name: str, data: bytes, progress: Any) -> dict[str, Any]:
         raise DeployError("hearth.toml: scale.min must be >= 0")
 
-    assert await _lines(_Functions(deploy)) == [{"error": "hearth.toml: scale.min must be >= 0"}]
+    assert await _lines(_Plane(deploy)) == [{"error": "hearth.toml: scale.min must be >= 0"}]
 
 
 async def test_a_client_that_leaves_does_not_cancel_the_deploy():
@@ -355,7 +357,7 @@ async def test_a_client_that_leaves_does_not_cancel_the_deploy():
         finished.set()
         return {"name": name}
 
-    functions = _Functions(deploy)
+    functions = _Plane(deploy)
     # What Starlette does when the client goes away: the body iterator is closed.
     stream = deploy_stream(functions, "fn", b"bundle")  # type: ignore[arg-type]
     assert json.loads(await anext(stream)) == {"log": "building"}
@@ -368,7 +370,7 @@ async def test_an_oversized_bundle_is_413():
     async def deploy(name: str, data: bytes, progress: Any) -> dict[str, Any]:
         raise AssertionError("not reached")
 
-    async with _client(_Functions(deploy)) as client:
+    async with _client(_Plane(deploy)) as client:
         response = await client.post("/v1/functions/fn/versions", content=b"x" * 1001)
     assert response.status_code == 413
     assert "limit of 1000" in response.json()["error"]
@@ -378,8 +380,8 @@ async def test_an_internal_error_elsewhere_is_500_in_the_error_shape():
     def overview(*shown: Any) -> list[dict[str, Any]]:
         raise RuntimeError("store gone")
 
-    functions = _Functions(deploy=None)
-    functions.overview = overview  # type: ignore[attr-defined]
+    functions = _Plane(deploy=None)
+    functions.views = SimpleNamespace(overview=overview)  # type: ignore[attr-defined]
     async with _client(functions) as client:
         response = await client.get("/v1/functions")
     assert response.status_code == 500

@@ -13,7 +13,7 @@ from hearth.builder.bundle import BundleError, check_members, pack, read_small_t
 from hearth.builder.envs import EnvBuilder
 from hearth.builder.unpack import EXIT_NO_MEMORY, EXIT_REFUSED, Limits, extract, scan_stream
 from hearth.config import DaemonConfig
-from hearth.daemon.functions import Functions
+from hearth.control.rollout import Rollouts
 from hearth.store import BundleStore, Store
 from hearth.store.bundles import explain_exit, run_child, unpack
 
@@ -390,7 +390,7 @@ async def test_collection_spares_what_a_deploy_has_pinned(tmp_path):
     store = Store(tmp_path / "hearth.db")
     bundles = BundleStore(tmp_path)
     envs = EnvBuilder(tmp_path / "envs")
-    functions = Functions(DaemonConfig(tmp_path), store, bundles, envs, None, None, None)
+    functions = Rollouts(DaemonConfig(tmp_path), store, bundles, envs, None, None, None)  # type: ignore[arg-type]
     shas = {}
     for label in ("used", "pinned", "unused"):
         shas[label], _ = await bundles.put(make_tar(file(f"{label}.py")), 10_000)

@@ -36,7 +36,7 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _operations():
-    document = create_app(None, None).openapi()  # type: ignore[arg-type]
+    document = create_app(None, None, None).openapi()  # type: ignore[arg-type]
     return {
         (method.upper(), path)
         for path, operations in document["paths"].items()

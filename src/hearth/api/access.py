@@ -27,7 +27,7 @@ from hearth.api.models import (
     TokenInfo,
 )
 from hearth.api.params import Id, Name
-from hearth.daemon.functions import Functions
+from hearth.control import ControlPlane
 from hearth.spec import env_name_problem
 from hearth.store import Store
 from hearth.store.db import FILE_TOKEN
@@ -48,7 +48,7 @@ def _secret_name(name: str) -> str:
     return name
 
 
-def access_routes(functions: Functions, store: Store) -> APIRouter:
+def access_routes(plane: ControlPlane, store: Store) -> APIRouter:
     router = APIRouter()
 
     # tokens (admin only: see hearth.api.scopes)
@@ -87,16 +87,16 @@ def access_routes(functions: Functions, store: Store) -> APIRouter:
     async def create_key(name: Name) -> dict[str, Any]:
         """A new key for calling the function when it is private ([access] public = false).
         The answer holds the key; this is the only time it is shown."""
-        return functions.create_key(name)
+        return plane.secrets.create_key(name)
 
     @router.get("/v1/functions/{name}/keys", response_model=list[KeyInfo], responses=declare(404))
     async def list_keys(name: Name) -> list[dict[str, Any]]:
-        return functions.store.keys(name)
+        return plane.store.keys(name)
 
     @router.delete("/v1/functions/{name}/keys/{id}", response_model=Revoked, responses=declare(404))
     async def revoke_key(name: Name, id: Id) -> dict[str, Any]:
         """The key stops working at once."""
-        if not functions.revoke_key(name, id):
+        if not plane.secrets.revoke_key(name, id):
             raise HTTPException(
                 404, f"{name} has no key with id {id!r} ('hearth keys ls {name}' lists them)"
             )
@@ -109,7 +109,7 @@ def access_routes(functions: Functions, store: Store) -> APIRouter:
     )
     async def list_secrets(name: Name) -> list[dict[str, Any]]:
         """Names and update times; values are never shown."""
-        return functions.store.secret_names(name)
+        return plane.store.secret_names(name)
 
     @router.put(
         "/v1/functions/{name}/secrets/{key}",
@@ -119,7 +119,7 @@ def access_routes(functions: Functions, store: Store) -> APIRouter:
     async def set_secret(name: Name, key: SecretName, body: SecretBody) -> dict[str, Any]:
         """Set a secret: an environment variable of every instance, stored encrypted. The
         serving instances are replaced (zero downtime) to take the new value."""
-        return await functions.set_secret(name, _secret_name(key), body.value)
+        return await plane.secrets.set_secret(name, _secret_name(key), body.value)
 
     @router.delete(
         "/v1/functions/{name}/secrets/{key}",
@@ -128,7 +128,7 @@ def access_routes(functions: Functions, store: Store) -> APIRouter:
     )
     async def remove_secret(name: Name, key: SecretName) -> dict[str, Any]:
         """Remove a secret; the serving instances are replaced (zero downtime) without it."""
-        result = await functions.remove_secret(name, _secret_name(key))
+        result = await plane.secrets.remove_secret(name, _secret_name(key))
         if result is None:
             raise HTTPException(
                 404, f"{name} has no secret {key!r} ('hearth secrets ls {name}' lists them)"

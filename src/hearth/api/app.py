@@ -38,9 +38,10 @@ from hearth.api.models import (
 )
 from hearth.api.params import Name, NameInPath
 from hearth.api.scopes import Scope, allowed
-from hearth.daemon.functions import Functions
+from hearth.control import ControlPlane
 from hearth.spec import NAME
 from hearth.store import Store
+from hearth.supervisor import Supervisor
 
 OPEN_PATHS = frozenset({"/v1/health", "/docs", "/openapi.json"})
 BUNDLE_TYPE = "application/gzip"
@@ -76,7 +77,7 @@ class ControlApi(FastAPI):
         return self.openapi_schema
 
 
-def create_app(functions: Functions, store: Store) -> FastAPI:
+def create_app(plane: ControlPlane, store: Store, supervisor: Supervisor) -> FastAPI:
     app = ControlApi(title="Hearth control API", version=hearth.__version__, redirect_slashes=False)
     errors.install(app)
 
@@ -107,7 +108,7 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
 
     @app.get("/v1/info", response_model=Info)
     async def info(request: Request) -> dict[str, Any]:
-        config = functions.config  # read late: ports chosen by the OS are known after start
+        config = plane.config  # read late: ports chosen by the OS are known after start
         everything = _scope(request).kind != "deploy"  # zygotes serve other tenants too
         return {
             "version": hearth.__version__,
@@ -115,10 +116,10 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
             "api": config.api_url,
             "domain": config.domain,
             "data_dir": str(config.data_dir),
-            "sandbox": functions.supervisor.planner.describe(),
+            "sandbox": supervisor.planner.describe(),
             "zygotes": [
                 {"key": zygote.key, "pid": zygote.pid}
-                for zygote in functions.supervisor.all_zygotes()
+                for zygote in supervisor.all_zygotes()
                 if zygote.alive and everything
             ],
         }
@@ -127,15 +128,15 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
     async def list_functions(request: Request) -> list[dict[str, Any]]:
         """Every function; for a deploy:NAME token, NAME alone."""
         scope = _scope(request)
-        return functions.overview(scope.sees)
+        return plane.views.overview(scope.sees)
 
     @app.get("/v1/functions/{name}", response_model=FunctionDetail, responses=declare(404))
     async def describe(name: Name) -> dict[str, Any]:
-        return functions.describe(name)
+        return plane.views.describe(name)
 
     @app.get("/v1/functions/{name}/versions", response_model=list[Version], responses=declare(404))
     async def versions(name: Name) -> list[dict[str, Any]]:
-        return functions.versions(name)
+        return plane.views.versions(name)
 
     @app.post(
         "/v1/functions/{name}/traffic",
@@ -144,7 +145,7 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
     )
     async def traffic(name: Name, body: TrafficBody) -> dict[str, Any]:
         """Split traffic between versions, e.g. {"weights": {"3": 90, "4": 10}}."""
-        return await functions.set_traffic(name, body.split())
+        return await plane.rollouts.set_traffic(name, body.split())
 
     @app.post(
         "/v1/functions/{name}/rollback",
@@ -155,7 +156,7 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
         name: Name, body: Annotated[RollbackBody | None, Body()] = None
     ) -> dict[str, Any]:
         """Back to version `to`, or to the newest good version before the serving one."""
-        return await functions.rollback(name, body.to if body else None)
+        return await plane.rollouts.rollback(name, body.to if body else None)
 
     @app.get(
         "/v1/functions/{name}/events",
@@ -172,7 +173,7 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
     ) -> list[dict[str, Any]] | StreamingResponse:
         """The function's events, oldest first; with follow=true, one JSON object per line,
         without end."""
-        functions.describe(name, brief=True)
+        plane.views.describe(name, brief=True)
         if not follow:
             return store.events(name, limit)
 
@@ -220,12 +221,12 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
                 f"send the bundle as Content-Type: {BUNDLE_TYPE} (a tar.gz of the function's "
                 f"folder; 'hearth deploy' makes one), not {media_type}",
             )
-        data = await read_bundle(request, functions.config.max_bundle)
-        return StreamingResponse(deploy_stream(functions, name, data), media_type=NDJSON)
+        data = await read_bundle(request, plane.config.max_bundle)
+        return StreamingResponse(deploy_stream(plane, name, data), media_type=NDJSON)
 
     @app.delete("/v1/functions/{name}", response_model=Removed, responses=declare(404))
     async def remove(name: Name) -> dict[str, Any]:
-        await functions.remove(name)
+        await plane.rollouts.remove(name)
         return {"removed": name}
 
     @app.get(
@@ -245,8 +246,8 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
         follow: Follow = False,
     ) -> Response:
         """The function's output; with follow=true, without end."""
-        functions.describe(name, brief=True)
-        book = functions.logs
+        plane.views.describe(name, brief=True)
+        book = plane.logs
         if not follow:
             return PlainTextResponse("".join(book.tail(name, tail)))
         queue = book.follow(name)
@@ -262,7 +263,7 @@ def create_app(functions: Functions, store: Store) -> FastAPI:
 
         return StreamingResponse(stream(), media_type="text/plain")
 
-    app.include_router(access_routes(functions, store))
+    app.include_router(access_routes(plane, store))
     return app
 
 

@@ -1,6 +1,6 @@
 """Deploying over HTTP: the bundle in, progress out as JSON lines until a last line.
 
-The deploy itself runs as a background task of `Functions`, apart from the answer: a
+The deploy itself runs as a background task of the control plane, apart from the answer: a
 client that goes away does not stop it halfway, and whatever it raises ends the stream.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from hearth.daemon.functions import DeployError, Functions
+from hearth.control import ControlPlane, DeployError
 
 log = logging.getLogger("hearth")
 
@@ -34,7 +34,7 @@ async def read_bundle(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-async def deploy_stream(functions: Functions, name: str, data: bytes) -> AsyncIterator[str]:
+async def deploy_stream(plane: ControlPlane, name: str, data: bytes) -> AsyncIterator[str]:
     """Progress as JSON lines, then one last line: {"result": ...} or {"error": ...}."""
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
@@ -44,7 +44,7 @@ async def deploy_stream(functions: Functions, name: str, data: bytes) -> AsyncIt
             "error": "the daemon stopped before the deploy finished; deploy again once it runs"
         }
         try:
-            result = await functions.deploy(
+            result = await plane.rollouts.deploy(
                 name, data, lambda line: queue.put_nowait({"log": line})
             )
             last = {"result": result}
@@ -60,7 +60,7 @@ async def deploy_stream(functions: Functions, name: str, data: bytes) -> AsyncIt
             queue.put_nowait(last)
 
     # The deploy goes on even if the client disconnects: a half-finished deploy is worse.
-    functions.background(run())
+    plane.reconciler.background(run())
     while True:
         message = await queue.get()
         yield json.dumps(message) + "\n"

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
 from hearth.api.models import Error
-from hearth.daemon.functions import DeployError, NotFound
+from hearth.control import DeployError, NotFound
 from hearth.spec import NAME
 
 DESCRIPTIONS = {

@@ -1,6 +1,6 @@
 """The shapes the control API reads and writes, as the OpenAPI document declares them.
 
-Response models describe the dictionaries `hearth.daemon.functions` builds; they allow
+Response models describe the dictionaries the control plane's views build; they allow
 extra keys, so a field added there reaches clients (and the document says more may come),
 while a field taken away fails loudly instead of silently changing the answer.
 """

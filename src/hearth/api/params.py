@@ -9,7 +9,7 @@ from fastapi import Depends, HTTPException, Path
 from pydantic import WithJsonSchema
 
 from hearth.api.models import ID_SCHEMA, NAME_SCHEMA
-from hearth.daemon.functions import NotFound
+from hearth.control import NotFound
 from hearth.spec import NAME
 
 ID = re.compile(ID_SCHEMA["pattern"])

@@ -25,7 +25,8 @@ from hearth.api.access import new_token
 from hearth.builder.bundle import pack
 from hearth.builder.envs import EnvBuilder
 from hearth.config import DaemonConfig
-from hearth.daemon.functions import DeployError, Functions
+from hearth.control import ControlPlane, DeployError
+from hearth.control.inbox import Exited, LimitHit
 from hearth.gateway import Gateway
 from hearth.sandbox.cgroups import Cgroups
 from hearth.sandbox.disks import own_namespace
@@ -134,9 +135,14 @@ async def serve(
         raise DaemonError(str(exc)) from exc
     cgroups = Cgroups(cgroup_scope(data_dir))
     cgroups.tidy()  # what a killed daemon of this data directory left
+    if chosen.identity:
+        try:
+            cgroups.enter()
+        except OSError as exc:
+            log.warning("the daemon stays in its own cgroup: %s", exc)
     planner = Planner(data_dir, run_dir, chosen, cgroups)
     supervisor = Supervisor(run_dir, logs, planner, store.identity)
-    functions = Functions(
+    plane = ControlPlane(
         config,
         store,
         BundleStore(data_dir),
@@ -149,14 +155,18 @@ async def serve(
         gateway,
         logs,
         vault,
+        forget=planner.forget,
+        disks=planner.disks,
     )
-    supervisor.on_exit = functions.instance_exited
-    supervisor.on_limit = lambda function, message: store.event(function, "limit", message)
+    # The data plane only posts: the reconciler acts on what it hears.
+    supervisor.on_exit = lambda instance: plane.inbox.post(Exited(instance))
+    supervisor.on_limit = lambda function, message: plane.inbox.post(LimitHit(function, message))
+    reconciling = asyncio.ensure_future(plane.run())
 
     await gateway.listen(config.host, config.port)
     api = uvicorn.Server(
         uvicorn.Config(
-            create_app(functions, store),
+            create_app(plane, store, supervisor),
             host=config.api_host,
             port=config.api_port,
             lifespan="off",
@@ -174,29 +184,30 @@ async def serve(
     api_port = _port(api.servers[0]) if api.servers else config.api_port
     if gateway_port != config.port or api_port != config.api_port:
         config = _with_ports(config, gateway_port, api_port)
-        functions.config = config
+        plane.config = config
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)  # handlers only record; the loop below acts
 
-    await functions.restore()
+    await plane.rollouts.restore()
     _write_state(data_dir, config)
     say(f"hearth: gateway {config.gateway_url}  api {config.api_url}  data {data_dir}")
     say(f"hearth: sandbox {config.sandbox}: {planner.describe()}")
     for folder in deploy:
-        await _deploy_folder(functions, folder, say)
-    ticker = asyncio.ensure_future(functions.tick_forever())
+        await _deploy_folder(plane, folder, say)
     (data_dir / "ready").write_text(str(os.getpid()))
 
     await stop.wait()
     say("hearth: shutting down (draining instances)")
     (data_dir / "ready").unlink(missing_ok=True)
-    ticker.cancel()
     if gateway.server is not None:
         gateway.server.close()
-    await functions.shutdown()
+    await plane.shutdown()
+    reconciling.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reconciling
     await gateway.close()
     api.should_exit = True
     await api_ticks
@@ -212,11 +223,13 @@ async def serve(
     say("hearth: stopped")
 
 
-async def _deploy_folder(functions: Functions, folder: Path, say: Callable[[str], None]) -> None:
+async def _deploy_folder(plane: ControlPlane, folder: Path, say: Callable[[str], None]) -> None:
     name = folder_name(folder)
     try:
         data = await asyncio.to_thread(pack, folder)
-        result = await functions.deploy(name, data, lambda line: log.info("%s: %s", name, line))
+        result = await plane.rollouts.deploy(
+            name, data, lambda line: log.info("%s: %s", name, line)
+        )
     except (DeployError, ValueError, OSError) as exc:
         say(f"hearth: deploy of {folder} failed: {exc}")
         return

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
-SCOPE_WEIGHT = 8  # all of a daemon's functions against one ordinary process
+SCOPE_WEIGHT = 8  # a daemon and its functions together, against one ordinary process
+DAEMON_WEIGHT = 4  # the daemon (the gateway) within, against one function
+DAEMON = ".daemon"  # its folder: not a function name
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,9 @@ class Cgroups:
         return tuple(joins)
 
     def _make_scope(self, controller: str, base: Path) -> None:
-        """The daemon's folder. All its functions together weigh as SCOPE_WEIGHT ordinary
-        processes against the rest of the host (the gateway, other services); each gets
-        an equal share within."""
+        """The daemon's folder. The daemon and its functions together weigh as SCOPE_WEIGHT
+        ordinary processes against the rest of the host; within, each function gets an
+        equal share and the daemon (the gateway) DAEMON_WEIGHT of them."""
         base.mkdir(exist_ok=True)
         if self.v2:
             enable = " ".join(f"+{c}" for c in self.dirs)
@@ -92,16 +94,44 @@ class Cgroups:
             name, value = ("cpu.weight", 100) if self.v2 else ("cpu.shares", 1024)
             _write(base / name, str(value * SCOPE_WEIGHT))
 
+    def enter(self) -> None:
+        """Move the daemon itself into its scope, weighing DAEMON_WEIGHT functions: the
+        gateway in front of every function is never starved by them."""
+        base = self.dirs.get("cpu")
+        if base is None:
+            return
+        if not base.is_dir():
+            self._make_scope("cpu", base)
+        folder = base / DAEMON
+        folder.mkdir(exist_ok=True)
+        name, value = ("cpu.weight", 100) if self.v2 else ("cpu.shares", 1024)
+        _write(folder / name, str(value * DAEMON_WEIGHT))
+        _write(folder / "cgroup.procs", str(os.getpid()))
+
+    def leave(self) -> None:
+        base = self.dirs.get("cpu")
+        if base is not None and (base / DAEMON).is_dir():
+            with contextlib.suppress(OSError):
+                _write(base.parent / "cgroup.procs", str(os.getpid()))
+                os.rmdir(base / DAEMON)
+
     def tidy(self) -> None:
         """Remove the folders of functions whose processes are all gone (a daemon killed
         before it could)."""
-        functions = {f.name for base in self.dirs.values() if base.is_dir() for f in base.iterdir()}
+        functions = {
+            f.name
+            for base in self.dirs.values()
+            if base.is_dir()
+            for f in base.iterdir()
+            if f.is_dir() and f.name != DAEMON
+        }
         for function in functions:
             self.forget(function)
 
     def close(self) -> None:
         """Remove the daemon's folders; they are empty once every process has ended."""
         self.tidy()
+        self.leave()
         for base in set(self.dirs.values()):
             with contextlib.suppress(OSError):
                 os.rmdir(base)

@@ -34,13 +34,12 @@ class Instance:
     state: InstanceState = InstanceState.STARTING
     exit_code: int | None = None
     memory_limit: int = 0
+    liveness: float = 10.0  # seconds without a heartbeat before it is killed
     last_beat: float = 0.0
     kill_reason: str | None = None
     exited: asyncio.Future[int | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
-    # Set by whoever routes traffic to this instance (the gateway's backend).
-    backend: Any = None
 
     def __repr__(self) -> str:
         return f"<Instance {self.id} pid={self.pid} {self.state}>"
@@ -50,13 +49,13 @@ class Instance:
         return not self.exited.done()
 
     def describe(self) -> dict[str, Any]:
-        backend = self.backend
+        """The process; what the gateway counts of it is the control plane's to add."""
         return {
             "id": self.id,
             "version": self.version,
             "pid": self.pid,
             "state": str(self.state),
-            "in_flight": backend.in_flight if backend is not None else 0,
-            "requests": backend.requests if backend is not None else 0,
+            "in_flight": 0,
+            "requests": 0,
             "age": round(time.time() - self.started, 3),
         }

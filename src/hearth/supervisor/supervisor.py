@@ -162,6 +162,7 @@ class Supervisor:
         memory_limit: int = 0,
         egress: bool = True,
         budget: Budget | None = None,
+        liveness: float = 10.0,
     ) -> Instance:
         """Fork an instance and wait until it is ready; raise StartError with its report."""
         seq = next(self._seq)
@@ -173,6 +174,7 @@ class Supervisor:
             socket=str(self.socket_dir(function) / f"i{seq}.sock"),
             concurrency=concurrency,
             memory_limit=memory_limit,
+            liveness=liveness,
         )
         spec: dict[str, Any] = {
             "code_dir": str(code_dir),
@@ -316,14 +318,14 @@ class Supervisor:
             instance.state = InstanceState.CRASHED
         self.on_exit(instance)
 
-    def check(self, liveness: Callable[[Instance], float]) -> None:
+    def check(self) -> None:
         """Kill ready instances that stopped beating or grew past their memory limit."""
         now = time.monotonic()
         for instance in list(self.instances.values()):
             if instance.state != InstanceState.READY or not instance.alive:
                 continue
             silent = now - instance.last_beat
-            if silent > liveness(instance):
+            if silent > instance.liveness:
                 self._kill_for(instance, f"no heartbeat for {silent:.1f}s (event loop blocked?)")
                 continue
             rss = resident_bytes(instance.pid)
