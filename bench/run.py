@@ -35,6 +35,7 @@ APPS = ROOT / "bench" / "apps"
 CONNECTIONS = 32
 PROCESS_CONNECTIONS = 2
 BURNERS = 4  # busy processes of the noisy neighbour, on a 2-core machine
+LIGHT = 4  # connections of the light load whose latency is watched beside them
 HEAVY_IMPORTS = "import starlette.applications, starlette.requests, psycopg, psycopg_pool"
 
 
@@ -64,22 +65,31 @@ def connections(system: str) -> int:
 
 
 def throughput(
-    scenario: str, systems: dict[str, str], rounds: int, seconds: float, warmup: float
+    scenario: str,
+    systems: dict[str, str],
+    rounds: int,
+    seconds: float,
+    warmup: float,
+    clients: int | None = None,
 ) -> list[dict]:
     """wrk against each system, alternating systems every round so drift hits all alike."""
     runs: dict[str, list[wrk.Run]] = {name: [] for name in systems}
+
+    def conns(name: str) -> int:
+        return clients or connections(name)
+
     for name, url in systems.items():
-        wrk.run(url, warmup, connections(name), closes=name == "process-per-request")
+        wrk.run(url, warmup, conns(name), closes=name == "process-per-request")
     for _ in range(rounds):
         for name, url in systems.items():
             closes = name == "process-per-request"
-            runs[name].append(wrk.run(url, seconds, connections(name), closes=closes))
+            runs[name].append(wrk.run(url, seconds, conns(name), closes=closes))
             time.sleep(0.5)  # let stragglers finish before the next system starts
     return [
         {
             "scenario": scenario,
             "system": name,
-            "connections": connections(name),
+            "connections": conns(name),
             "rps": round(statistics.median(r.rps for r in rs), 1),
             "p50_ms": round(statistics.median(r.p50_ms for r in rs), 3),
             "p99_ms": round(statistics.median(r.p99_ms for r in rs), 3),
@@ -93,18 +103,19 @@ def throughput(
 def beside_a_burner(
     daemon: Hearth, system: str, url: str, rounds: int, seconds: float, warmup: float
 ) -> list[dict]:
-    """`hello` on `daemon` while its neighbour function keeps BURNERS processes busy: what
-    an equal CPU share per function (cgroups) keeps of its throughput. One daemon at a
-    time, so each sees only its own neighbour."""
+    """`hello` under a light load (LIGHT connections), alone and while its neighbour
+    function keeps BURNERS processes busy: the latency a function keeps when another
+    burns the CPU. One daemon at a time, so each sees only its own neighbour."""
+    alone = throughput("hello-light", {system: url}, rounds, seconds, warmup, LIGHT)
     spin = warmup + rounds * (seconds + 0.5) + 1.0
     began = time.monotonic()
     burn = httpx.get(
         f"{daemon.url}/fn/spinner/", params={"seconds": spin, "workers": BURNERS}, timeout=30
     )
     burn.raise_for_status()
-    rows = throughput("hello-beside-burner", {system: url}, rounds, seconds, warmup)
+    beside = throughput("hello-light-beside-burner", {system: url}, rounds, seconds, warmup, LIGHT)
     time.sleep(max(0.0, spin - (time.monotonic() - began)) + 0.5)  # let the burners end
-    return rows
+    return alone + beside
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -343,17 +354,23 @@ def main() -> None:
     def ratio(a: tuple[str, str], b: tuple[str, str]) -> float | None:
         return round(by[a] / by[b], 3) if a in by and b in by and by[b] else None
 
+    p50 = {(r["scenario"], r["system"]): r["p50_ms"] for r in results}
+
+    def latency(a: tuple[str, str], b: tuple[str, str]) -> float | None:
+        return round(p50[a] / p50[b], 3) if a in p50 and b in p50 and p50[b] else None
+
     ratios = {
         "hello.hearth/direct": ratio(("hello", "hearth"), ("hello", "direct")),
         "hello.nginx/direct": ratio(("hello", "nginx"), ("hello", "direct")),
         "hello.hearth/hearth-sandbox-off": ratio(
             ("hello", "hearth"), ("hello", "hearth-sandbox-off")
         ),
-        "hello-beside-burner/hello.hearth": ratio(
-            ("hello-beside-burner", "hearth"), ("hello", "hearth")
+        "p50 hello-light-beside-burner/alone.hearth": latency(
+            ("hello-light-beside-burner", "hearth"), ("hello-light", "hearth")
         ),
-        "hello-beside-burner/hello.hearth-sandbox-off": ratio(
-            ("hello-beside-burner", "hearth-sandbox-off"), ("hello", "hearth-sandbox-off")
+        "p50 hello-light-beside-burner/alone.hearth-sandbox-off": latency(
+            ("hello-light-beside-burner", "hearth-sandbox-off"),
+            ("hello-light", "hearth-sandbox-off"),
         ),
         "hello.process-per-request/direct": ratio(
             ("hello", "process-per-request"), ("hello", "direct")

@@ -12,7 +12,7 @@ import json
 import math
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -37,7 +37,7 @@ _TOP_KEYS = ("name", "entrypoint", "scale", "limits", "access", "network", "env"
 _RULE = "hearth.rule"
 _SHOWN = 40
 
-Kind = Literal["int", "duration", "size", "rate", "bool"]
+Kind = Literal["int", "number", "duration", "size", "rate", "bool"]
 
 
 class SpecError(ValueError):
@@ -65,6 +65,10 @@ class Rule:
             if isinstance(raw, bool) or not isinstance(raw, int):
                 raise ValueError("not a whole number")
             value = raw
+        elif self.kind == "number":
+            if isinstance(raw, bool) or not isinstance(raw, int | float) or math.isnan(raw):
+                raise ValueError("not a number")
+            value = float(raw)
         elif self.kind == "duration":
             value = parse_duration(raw)
         elif self.kind == "rate":
@@ -80,6 +84,8 @@ class Rule:
             return f"must be true or false (e.g. {_show(default)})"
         if self.kind == "int":
             noun, example = "a whole number", str(default)
+        elif self.kind == "number":
+            noun, example = "a number", str(default)
         elif self.kind == "duration":
             assert isinstance(default, int | float)
             noun, example = "a duration", f'"{format_duration(default)}"'
@@ -94,6 +100,10 @@ class Rule:
 
 def _whole(low: int, high: int) -> dict[str, Rule]:
     return {_RULE: Rule("int", low, high, str(low), str(high))}
+
+
+def _number(low: float, high: float) -> dict[str, Rule]:
+    return {_RULE: Rule("number", low, high, f"{low:g}", f"{high:g}")}
 
 
 def _duration(low: str, high: str) -> dict[str, Rule]:
@@ -117,8 +127,19 @@ class Scale:
     min: int = field(default=1, metadata=_whole(0, 1000))
     max: int = field(default=8, metadata=_whole(1, 1000))
     concurrency: int = field(default=32, metadata=_whole(1, 10_000))
+    # No request for this long: down to `min` (to zero with min = 0), whatever the window.
     idle: float = field(default=300.0, metadata=_duration("10ms", "7d"))
-    queue: int = field(default=256, metadata=_whole(0, 100_000))
+    # Requests waiting for a free instance, beyond which 503: a burst from zero waits here.
+    queue: int = field(default=1000, metadata=_whole(0, 100_000))
+    # The autoscaler aims at `concurrency x target` requests in flight per instance...
+    target: float = field(default=0.7, metadata=_number(0.05, 1.0))
+    # ...averaged over `window` (the stable window: scaling down follows it)...
+    window: float = field(default=60.0, metadata=_duration("1s", "1h"))
+    # ...or, at `panic` times the capacity, over `panic_window`: up at once, never down.
+    panic_window: float = field(default=6.0, metadata=_duration("1s", "1h"))
+    panic: float = field(default=2.0, metadata=_number(1.1, 100.0))
+    # Scaling down removes at most this share of the instances per decision (2 = half).
+    down_rate: float = field(default=2.0, metadata=_number(1.0, 1000.0))
 
 
 @dataclass(frozen=True)
@@ -225,13 +246,7 @@ def parse_spec(text: str | bytes | None, default_name: str) -> FunctionSpec:
             f"hearth.toml entrypoint = {_show(entrypoint)}: must look like "
             '"module:attribute", e.g. "main:app"'
         )
-    scale = _section(Scale, data, "scale")
-    if scale.min > scale.max:
-        implicit = "" if "max" in data.get("scale", {}) else " (the default)"
-        raise SpecError(
-            f"hearth.toml [scale] min = {scale.min} is more than max = {scale.max}{implicit}: "
-            "need min <= max"
-        )
+    scale = _check_scale(_section(Scale, data, "scale"), data.get("scale", {}), "hearth.toml")
     limits = _section(Limits, data, "limits")
     access = _section(Access, data, "access")
     network = _section(Network, data, "network")
@@ -245,6 +260,50 @@ def parse_spec(text: str | bytes | None, default_name: str) -> FunctionSpec:
         network=network,
         env=env,
     )
+
+
+def _check_scale(scale: Scale, given: dict[str, Any], where: str) -> Scale:
+    """What holds between [scale] settings."""
+    if scale.min > scale.max:
+        implicit = "" if "max" in given else " (the default)" if where == "hearth.toml" else ""
+        raise SpecError(
+            f"{where} [scale] min = {scale.min} is more than max = {scale.max}{implicit}: "
+            "need min <= max"
+        )
+    if scale.panic_window > scale.window:
+        raise SpecError(
+            f"{where} [scale] panic_window = {format_duration(scale.panic_window)!r} is "
+            f"longer than window = {format_duration(scale.window)!r}: the panic window is the "
+            "short one; need panic_window <= window"
+        )
+    return scale
+
+
+# Settings `hearth scale` changes live (concurrency takes a deploy).
+LIVE_SCALE = (
+    "min",
+    "max",
+    "idle",
+    "queue",
+    "target",
+    "window",
+    "panic_window",
+    "panic",
+    "down_rate",
+)
+
+
+def rescale(scale: Scale, changes: dict[str, Any]) -> Scale:
+    """`scale` with `changes` (values written as in hearth.toml), checked as a deploy
+    checks them; the settings that take effect without starting instances again."""
+    if "concurrency" in changes:
+        raise SpecError(
+            "[scale] concurrency takes a deploy: each instance is started with it "
+            "(change it in hearth.toml)"
+        )
+    read = _section(Scale, {"scale": changes}, "scale", where="asked:")
+    changed = replace(scale, **{key: getattr(read, key) for key in changes})
+    return _check_scale(changed, changes, "asked:")
 
 
 def _load(text: str | bytes | None) -> dict[str, Any]:
@@ -271,16 +330,18 @@ def _load(text: str | bytes | None) -> dict[str, Any]:
         raise SpecError("hearth.toml is not valid TOML: arrays or tables nest too deeply") from exc
 
 
-def _section(cls: type[_Section], data: dict[str, Any], section: str) -> _Section:
+def _section(
+    cls: type[_Section], data: dict[str, Any], section: str, where: str = "hearth.toml"
+) -> _Section:
     """One [section] read through the rules declared on `cls`'s fields."""
     table = data.get(section, {})
     if not isinstance(table, dict):
         raise SpecError(
-            f"hearth.toml {section} = {_show(table)}: must be a table: a [{section}] line "
+            f"{where} {section} = {_show(table)}: must be a table: a [{section}] line "
             "followed by key = value lines"
         )
     declared = {f.name: f for f in fields(cls)}
-    _only_known(table, f"hearth.toml [{section}]", tuple(declared))
+    _only_known(table, f"{where} [{section}]", tuple(declared))
     values: dict[str, Any] = {}
     for key, raw in table.items():
         rule: Rule = declared[key].metadata[_RULE]
@@ -288,8 +349,7 @@ def _section(cls: type[_Section], data: dict[str, Any], section: str) -> _Sectio
             values[key] = rule.read(raw)
         except ValueError as exc:
             raise SpecError(
-                f"hearth.toml [{section}] {key} = {_show(raw)}: "
-                f"{rule.describe(declared[key].default)}"
+                f"{where} [{section}] {key} = {_show(raw)}: {rule.describe(declared[key].default)}"
             ) from exc
     return cls(**values)
 

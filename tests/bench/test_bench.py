@@ -67,7 +67,11 @@ def test_quick_run_measures_every_scenario(tmp_path):
     data = json.loads((tmp_path / "latest.json").read_text())
     rows = {(r["scenario"], r["system"]): r for r in data["results"]}
     expected = [("hello", "direct"), ("hello", "hearth"), ("hello", "process-per-request")]
-    expected += [("hello-beside-burner", "hearth"), ("hello-beside-burner", "hearth-sandbox-off")]
+    expected += [
+        (scenario, system)
+        for scenario in ("hello-light", "hello-light-beside-burner")
+        for system in ("hearth", "hearth-sandbox-off")
+    ]
     if os.environ.get("HEARTH_TEST_PG"):
         expected += [
             ("pg", s)

@@ -79,6 +79,9 @@ class FakeRunner:
     def check(self) -> None:
         self.checks += 1
 
+    def set_budget(self, function, budget) -> None:
+        self.budget = budget
+
 
 class FakeRouter:
     def __init__(self) -> None:
@@ -149,7 +152,7 @@ def world(tmp_path):
 
 
 async def test_queued_requests_start_instances_and_get_served(world):
-    _, release = world.function(min=0, concurrency=4)
+    _, release = world.function(min=0, concurrency=4, target=1.0)
     waiters = [Waiter() for _ in range(6)]
     for waiter in waiters:
         release.pool.enqueue(waiter)  # the gateway queues: the pool posts Demand
@@ -158,6 +161,7 @@ async def test_queued_requests_start_instances_and_get_served(world):
     assert len(release.replicas) == 2  # ceil(6 / 4)
     assert all(w.backend is not None for w in waiters)
     assert [kind for kind, _ in world.events()].count("start") == 2
+    assert ("scale", "scaled 0 -> 2: panic, concurrency 6 vs capacity 0") in world.events()
 
 
 async def test_min_instances_are_kept_on_every_tick(world):
@@ -200,8 +204,7 @@ async def test_a_failed_start_backs_off_and_says_why(world):
     await world.settle()
     assert release.replicas == [] and function.failures == 1
     assert "no module named 'missing'" in (function.last_error or "")
-    kinds = [kind for kind, _ in world.events()]
-    assert kinds == ["start-failed"]
+    assert [kind for kind, _ in world.events()] == ["scale", "start-failed"]
     world.now += 1
     world.inbox.post(Tick())
     await world.settle()
@@ -226,18 +229,19 @@ async def test_a_recycled_instance_is_drained_and_replaced(world):
 
 
 async def test_idle_instances_above_min_are_stopped_and_min_stays(world):
-    _, release = world.function(min=1, max=4, idle=60.0, concurrency=1)
+    _, release = world.function(min=1, max=4, idle=60.0, concurrency=1, target=1.0)
     for _ in range(3):
         release.pool.enqueue(Waiter())
     await world.settle()
     assert len(release.replicas) == 3
     for replica in release.replicas:
         replica.backend.release()
-        replica.backend.idle_since = world.now - 61  # finished its request a minute ago
+        replica.backend.idle_since = world.now  # each finished its request, then silence
+    world.now += 61
     world.inbox.post(Tick())
     await world.settle()
     assert len(release.replicas) == 1
-    assert [kind for kind, _ in world.events()].count("scale-down") == 2
+    assert ("scale", "scaled 3 -> 1: no requests for 1m") in world.events()
 
 
 async def test_an_instance_that_stops_on_purpose_is_not_a_crash(world):

@@ -83,7 +83,7 @@ def test_scale_to_zero_and_cold_start(daemon, fn_dir):
         "sleepy",
         {
             "main.py": "def handle(request):\n    return 'awake'\n",
-            "hearth.toml": '[scale]\nmin = 0\nidle = "300ms"\n',
+            "hearth.toml": '[scale]\nmin = 0\nidle = "2s"\n',
         },
     )
     daemon.deploy(folder)

@@ -18,6 +18,7 @@ TABLE = {
     ("GET", "/v1/functions/{name}/versions"): {ADMIN, READ, OWN},
     ("POST", "/v1/functions/{name}/versions"): {ADMIN, OWN},
     ("POST", "/v1/functions/{name}/traffic"): {ADMIN, OWN},
+    ("PATCH", "/v1/functions/{name}/scale"): {ADMIN, OWN},
     ("POST", "/v1/functions/{name}/rollback"): {ADMIN, OWN},
     ("GET", "/v1/functions/{name}/events"): {ADMIN, READ, OWN},
     ("GET", "/v1/functions/{name}/logs"): {ADMIN, READ, OWN},

@@ -285,7 +285,8 @@ def test_sections_must_be_tables(section, text):
         ('entrypoint = "main"', "must look like"),
         (
             "[scale]\nfoo = 1\nbar = 2",
-            "unknown keys foo, bar; known: concurrency, idle, max, min, queue",
+            "unknown keys foo, bar; known: concurrency, down_rate, idle, max, min, panic, "
+            "panic_window, queue, target, window",
         ),
         ("a = " + "1" * 5000, "not valid TOML: a number has too many digits"),
         ("a = " + "[" * 5000 + "]" * 5000, "not valid TOML: arrays or tables nest too deeply"),
@@ -377,10 +378,18 @@ def test_from_dict_accepts_what_earlier_versions_stored():
         "env": {"A": "1"},
     }
     spec = FunctionSpec.from_dict(stored)
-    assert spec.scale == Scale(min=0, idle=0.3)
+    assert spec.scale == Scale(min=0, idle=0.3, queue=256)
     assert spec.limits == Limits()
     assert spec.to_dict() == {
         **stored,
+        "scale": {
+            **stored["scale"],
+            "target": 0.7,
+            "window": 60.0,
+            "panic_window": 6.0,
+            "panic": 2.0,
+            "down_rate": 2.0,
+        },
         "limits": {
             **stored["limits"],
             "rate": None,

@@ -32,7 +32,9 @@ from hearth.api.models import (
     Health,
     Info,
     Removed,
+    Rescaled,
     RollbackBody,
+    ScaleBody,
     TrafficBody,
     Version,
 )
@@ -146,6 +148,15 @@ def create_app(plane: ControlPlane, store: Store, supervisor: Supervisor) -> Fas
     async def traffic(name: Name, body: TrafficBody) -> dict[str, Any]:
         """Split traffic between versions, e.g. {"weights": {"3": 90, "4": 10}}."""
         return await plane.rollouts.set_traffic(name, body.split())
+
+    @app.patch(
+        "/v1/functions/{name}/scale",
+        response_model=Rescaled,
+        responses=declare(400, 404, 409, 422),
+    )
+    async def scale(name: Name, body: ScaleBody) -> dict[str, Any]:
+        """Change [scale] settings live, e.g. {"min": 2, "max": 20}: no deploy, no restart."""
+        return await plane.rollouts.rescale(name, body.changes())
 
     @app.post(
         "/v1/functions/{name}/rollback",

@@ -123,6 +123,19 @@ class Scale(Answer):
     concurrency: int
     idle: float
     queue: int
+    target: float = 0.7
+    window: float = 60.0
+    panic_window: float = 6.0
+    panic: float = 2.0
+    down_rate: float = 2.0
+
+
+class Rescaled(Answer):
+    """The [scale] settings of each serving version after `PATCH .../scale`."""
+
+    name: str
+    changed: str = Field(description='What changed, e.g. "min 1 -> 3, max 8 -> 20".')
+    scale: dict[str, Scale] = Field(description="By version number.")
 
 
 class Limits(Answer):
@@ -269,6 +282,32 @@ def _json_integer(value: Any) -> Any:
 # Bounds before the validator: pydantic then writes them as JSON Schema keywords.
 Share = Annotated[int, Field(ge=0, le=MAX_WEIGHT), BeforeValidator(_json_integer)]
 VersionNumber = Annotated[int, Field(ge=1), BeforeValidator(_json_integer)]
+
+
+Duration = Annotated[
+    str | float,
+    Field(description='Seconds, or a duration as in hearth.toml: "300ms", "5m", "1h".'),
+]
+
+
+class ScaleBody(BaseModel):
+    """The [scale] settings to change, written as in hearth.toml; each is checked as a
+    deploy checks it. `concurrency` takes a deploy (instances are started with it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: Annotated[int, BeforeValidator(_json_integer)] | None = None
+    max: Annotated[int, BeforeValidator(_json_integer)] | None = None
+    idle: Duration | None = None
+    queue: Annotated[int, BeforeValidator(_json_integer)] | None = None
+    target: float | None = None
+    window: Duration | None = None
+    panic_window: Duration | None = None
+    panic: float | None = None
+    down_rate: float | None = None
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
 
 
 class TrafficBody(BaseModel):

@@ -2,8 +2,8 @@
 
 - `admin`: everything.
 - `read`: GET (and HEAD) on everything but tokens. No answer holds a secret's value.
-- `deploy:NAME`: function NAME only: deploy, rollback, traffic, status, versions, events,
-  logs, keys and secrets. It cannot remove NAME, touch another function or any token;
+- `deploy:NAME`: function NAME only: deploy, rollback, traffic, scale, status, versions,
+  events, logs, keys and secrets. It cannot remove NAME, touch another function or any token;
   `GET /v1/functions` answers with NAME alone.
 
 The decision lists what is allowed, so an operation added later is closed to every scope
@@ -22,7 +22,7 @@ TOKENS = "/v1/tokens"
 FUNCTIONS = "/v1/functions"
 # Under /v1/functions/NAME/: what a deploy token may use, with any method.
 DEPLOY_RESOURCES = frozenset(
-    {"versions", "traffic", "rollback", "events", "logs", "keys", "secrets"}
+    {"versions", "traffic", "rollback", "scale", "events", "logs", "keys", "secrets"}
 )
 # Outside its function: what a deploy token may read.
 DEPLOY_READS = frozenset({FUNCTIONS, "/v1/info"})

@@ -328,6 +328,44 @@ def traffic(
     _print_change(result, as_json)
 
 
+@app.command()
+def scale(
+    name: str,
+    min_: Annotated[int | None, typer.Option("--min", help="Instances kept warm.")] = None,
+    max_: Annotated[int | None, typer.Option("--max", help="Instances at most.")] = None,
+    idle: Annotated[
+        str | None, typer.Option(help='No request for this long: down to min ("5m").')
+    ] = None,
+    target: Annotated[
+        float | None, typer.Option(help="Aim at concurrency x target in flight per instance.")
+    ] = None,
+    window: Annotated[str | None, typer.Option(help='The stable window ("60s").')] = None,
+    data: DataDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Change a function's [scale] settings live, without a deploy: `hearth scale NAME
+    --min 2 --max 20`. Kept across restarts; a new deploy brings its hearth.toml's."""
+    changes: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("min", min_),
+            ("max", max_),
+            ("idle", idle),
+            ("target", target),
+            ("window", window),
+        )
+        if value is not None
+    }
+    if not changes:
+        raise ClientError("nothing to change: give --min, --max, --idle, --target or --window")
+    result = Api.discover(data).request("PATCH", f"/v1/functions/{name}/scale", json=changes)
+    if as_json:
+        print(json.dumps(result))
+        return
+    said = result["changed"] or "nothing changed"
+    out.print(f"[green]✓[/green] {escape(result['name'])}: {escape(said)}", highlight=False)
+
+
 def _print_change(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(result))

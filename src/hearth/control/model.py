@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hearth.autoscaler import Window
 from hearth.builder.envs import Env
 from hearth.gateway import Backend, Pool
 from hearth.gateway.access import Access
@@ -54,6 +55,7 @@ class Release:
     user_env: dict[str, str] = field(default_factory=dict)
     replicas: list[Replica] = field(default_factory=list)
     starting: int = 0
+    window: Window = field(default_factory=Window)  # the autoscaler's memory of its demand
 
     def replica(self, instance_id: str) -> Replica | None:
         return next((r for r in self.replicas if r.id == instance_id), None)

@@ -41,6 +41,8 @@ class Runner(Protocol):
 
     def check(self) -> None: ...
 
+    def set_budget(self, function: str, budget: Budget) -> None: ...
+
 
 class Router(Protocol):
     """Sends requests to backends (the gateway)."""

@@ -101,7 +101,7 @@ class Reconciler:
             self.scale_release(function, release)
 
     def scale_release(self, function: Function, release: Release) -> None:
-        decision = decide(self.observe(release), release.spec.scale)
+        decision = decide(self.observe(release), release.spec.scale, release.window, self.clock())
         if decision.start:
             wait = function.next_try - self.clock()
             if wait > 0:
@@ -110,16 +110,22 @@ class Reconciler:
                         wait, self._retry, function
                     )
                 return
+            self._scaled(function, release, decision.reason)
             for _ in range(decision.start):
                 release.starting += 1
                 self.background(self._start_one(function, release))
+        if decision.stop:
+            self._scaled(function, release, decision.reason)
         for instance_id in decision.stop:
             replica = release.replica(instance_id)
             if replica is None:
                 continue
             release.replicas.remove(replica)
-            self.store.event(function.name, "scale-down", f"{replica.id} idle; stopping it")
             self.background(self.retire(replica))
+
+    def _scaled(self, function: Function, release: Release, reason: str) -> None:
+        many = len(function.releases) > 1
+        self.store.event(function.name, "scale", f"v{release.number} {reason}" if many else reason)
 
     def _retry(self, function: Function) -> None:
         function.retry = None

@@ -17,7 +17,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,20 @@ from hearth.builder.envs import BuildError, Env, EnvBuilder, env_key
 from hearth.config import DaemonConfig
 from hearth.control.errors import DeployError, NotFound
 from hearth.control.inbox import Demand, Recycle
-from hearth.control.model import Function, Release
+from hearth.control.model import Function, Release, budget
 from hearth.control.reconciler import Reconciler
 from hearth.control.secrets import Secrets
 from hearth.gateway import Backend, Pool, RouteLimits
 from hearth.sandbox.disks import DiskError, Disks
-from hearth.spec import FunctionSpec, SpecError, check_name, parse_spec
+from hearth.spec import (
+    LIVE_SCALE,
+    FunctionSpec,
+    Scale,
+    SpecError,
+    check_name,
+    parse_spec,
+    rescale,
+)
 from hearth.store import BundleStore, Store
 from hearth.supervisor import LogBook, StartError
 
@@ -192,6 +200,36 @@ class Rollouts:
                 ) from exc
         self.store.event(name, "secrets", f"{reason}: rolled instances")
         return True
+
+    async def rescale(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change the [scale] settings of the serving versions live, without a deploy;
+        kept across restarts and rollbacks to them (a new deploy brings its own)."""
+        async with self.lock(name):
+            function = self.functions.get(name)
+            if function is None or not function.releases:
+                if not self.store.exists(name):
+                    raise NotFound(name)
+                raise DeployError(f"{name} has no serving version to scale; deploy it first")
+            try:
+                scales = {n: rescale(r.spec.scale, changes) for n, r in function.releases.items()}
+            except SpecError as exc:
+                raise DeployError(str(exc)) from exc
+            before = {n: r.spec.scale for n, r in function.releases.items()}
+            for number, release in function.releases.items():
+                release.spec = replace(release.spec, scale=scales[number])
+                limits = release.pool.limits
+                release.pool.limits = replace(limits, queue=scales[number].queue)
+            self.store.set_specs(name, {n: r.spec.to_dict() for n, r in function.releases.items()})
+            widest = max(function.releases.values(), key=lambda r: r.spec.scale.max)
+            self.reconciler.runner.set_budget(name, budget(widest.spec))
+            said = _changes(before[widest.number], widest.spec.scale)
+            self.store.event(name, "scale-settings", said or "unchanged")
+            self.reconciler.scale(function)
+        return {
+            "name": name,
+            "changed": said,
+            "scale": {str(n): asdict(r.spec.scale) for n, r in function.releases.items()},
+        }
 
     # the one operation
 
@@ -396,6 +434,14 @@ class Rollouts:
     def max_unpacked(self) -> int:
         """The most a bundle may unpack to."""
         return 4 * self.config.max_bundle
+
+
+def _changes(before: Scale, after: Scale) -> str:
+    return ", ".join(
+        f"{key} {getattr(before, key)!s} -> {getattr(after, key)!s}"
+        for key in LIVE_SCALE
+        if getattr(before, key) != getattr(after, key)
+    )
 
 
 def describe_traffic(weights: dict[int, int]) -> str:

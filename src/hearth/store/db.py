@@ -263,6 +263,16 @@ class Store:
             )
         return int(number)
 
+    def set_specs(self, name: str, specs: dict[int, dict[str, Any]]) -> None:
+        """Replace the settings of these versions, in one transaction (`hearth scale`)."""
+        with self.db:
+            self.db.execute("begin immediate")
+            for number, spec in specs.items():
+                self.db.execute(
+                    "update versions set spec = ? where function = ? and number = ?",
+                    (json.dumps(spec), name, number),
+                )
+
     def set_traffic(self, name: str, weights: dict[int, int]) -> None:
         """Record which versions serve, and their shares; the largest share is 'active'."""
         active = max(weights, key=lambda v: (weights[v], v))

@@ -124,6 +124,12 @@ class Supervisor:
         exec_spec = {"python": env.python, "site": str(site), "preload": env.preload}
         return self.planner.policy(function, number, code, root, egress, budget), exec_spec
 
+    def set_budget(self, function: str, budget: Budget) -> None:
+        """What all of the function's processes may use together, changed while they run
+        (its zygotes joined its cgroups; the limits apply at once)."""
+        if self.planner.cgroups is not None:
+            self.planner.cgroups.prepare(function, budget)
+
     def socket_dir(self, function: str) -> Path:
         return self.run_dir / function
 
