@@ -190,6 +190,45 @@ def memory(hearth: Hearth, count: int) -> dict:
     }
 
 
+def many(hearth: Hearth, functions: int, each: int) -> dict:
+    """The `mem-N` functions (deployed by `memory`) scaled live to `each` warm instances:
+    the daemon's CPU while they idle, its open files, private memory per instance."""
+    for n in range(functions):
+        change = {"min": each, "max": max(each, 8)}
+        hearth.api.patch(f"/v1/functions/mem-{n}/scale", json=change).raise_for_status()
+    wanted = functions * each
+
+    def running() -> int:
+        listing = hearth.api.get("/v1/functions").json()
+        return sum(len(f["instances"]) for f in listing if f["name"].startswith("mem-"))
+
+    wait(lambda: running() >= wanted, timeout=900, what=f"{wanted} warm instances")
+    time.sleep(5)  # the starts settle
+    pid = hearth.proc.pid
+    cpu = daemon_cpu(pid, 10.0)
+    listing = hearth.api.get("/v1/functions").json()
+    pids = [i["pid"] for f in listing if f["name"].startswith("mem-") for i in f["instances"]]
+    sample = pids[:: max(1, len(pids) // 50)]
+    return {
+        "instances": len(pids),
+        "daemon_cpu_percent": round(cpu, 2),
+        "daemon_open_files": len(os.listdir(f"/proc/{pid}/fd")),
+        "instance_private_mb": round(statistics.mean(private_mb(p) for p in sample), 2),
+    }
+
+
+def daemon_cpu(pid: int, seconds: float) -> float:
+    """Percent of one core the process used over `seconds`."""
+
+    def ticks() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    before = ticks()
+    time.sleep(seconds)
+    return 100.0 * (ticks() - before) / os.sysconf("SC_CLK_TCK") / seconds
+
+
 def wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -343,7 +382,13 @@ def main() -> None:
         print("bench: deploy", flush=True)
         deploy_times = deploys(hearth, work, 3 if quick else 10)
         print("bench: memory", flush=True)
-        mem = memory(hearth, 10 if quick else 100)
+        functions = 10 if quick else 100
+        mem = memory(hearth, functions)
+        print("bench: many warm instances", flush=True)
+        scale = {
+            str(functions): many(hearth, functions, 1),
+            str(functions * (2 if quick else 10)): many(hearth, functions, 2 if quick else 10),
+        }
     finally:
         for server in reversed(servers):
             server.stop()
@@ -405,6 +450,7 @@ def main() -> None:
             "max": round(max(deploy_times), 1),
         },
         "memory_mb": mem,
+        "many": scale,
         "python": platform.python_version(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
