@@ -35,7 +35,7 @@ APPS = ROOT / "bench" / "apps"
 CONNECTIONS = 32
 PROCESS_CONNECTIONS = 2
 BURNERS = 4  # busy processes of the noisy neighbour, on a 2-core machine
-LIGHT = 4  # connections of the light load whose latency is watched beside them
+PACE = 100  # requests per second of the light load whose latency is watched beside them
 HEAVY_IMPORTS = "import starlette.applications, starlette.requests, psycopg, psycopg_pool"
 
 
@@ -100,22 +100,36 @@ def throughput(
     ]
 
 
-def beside_a_burner(
-    daemon: Hearth, system: str, url: str, rounds: int, seconds: float, warmup: float
-) -> list[dict]:
-    """`hello` under a light load (LIGHT connections), alone and while its neighbour
-    function keeps BURNERS processes busy: the latency a function keeps when another
-    burns the CPU. One daemon at a time, so each sees only its own neighbour."""
-    alone = throughput("hello-light", {system: url}, rounds, seconds, warmup, LIGHT)
-    spin = warmup + rounds * (seconds + 0.5) + 1.0
-    began = time.monotonic()
+def beside_a_burner(daemon: Hearth, url: str, seconds: float) -> dict[str, dict[str, float]]:
+    """`hello` under a light, paced load (PACE requests per second, one at a time), alone
+    and while its neighbour function keeps BURNERS processes busy: the latency a function
+    keeps when another burns the CPU."""
+    alone = paced(url, seconds)
+    spin = seconds + 2.0
     burn = httpx.get(
         f"{daemon.url}/fn/spinner/", params={"seconds": spin, "workers": BURNERS}, timeout=30
     )
     burn.raise_for_status()
-    beside = throughput("hello-light-beside-burner", {system: url}, rounds, seconds, warmup, LIGHT)
-    time.sleep(max(0.0, spin - (time.monotonic() - began)) + 0.5)  # let the burners end
-    return alone + beside
+    time.sleep(0.5)
+    beside = paced(url, seconds)
+    time.sleep(2.0)  # let the burners end
+    return {"alone": alone, "beside": beside}
+
+
+def paced(url: str, seconds: float) -> dict[str, float]:
+    """Requests at PACE per second on one keep-alive connection: p50 and p99 in ms."""
+    times = []
+    with httpx.Client(timeout=30) as client:
+        client.get(url)
+        start = time.perf_counter()
+        for n in range(int(seconds * PACE)):
+            delay = start + n / PACE - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            began = time.perf_counter()
+            client.get(url).raise_for_status()
+            times.append((time.perf_counter() - began) * 1000)
+    return {"p50": round(percentile(times, 50), 2), "p99": round(percentile(times, 99), 2)}
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -301,9 +315,10 @@ def main() -> None:
         print("bench: hello", flush=True)
         results += throughput("hello", hello, rounds, seconds, warmup)
         print("bench: hello beside a CPU-burning neighbour", flush=True)
+        neighbour: dict[str, dict[str, dict[str, float]]] = {}
         for daemon, system in ((hearth, "hearth"), (bare, "hearth-sandbox-off")):
             daemon.deploy(APPS / "spinner")
-            results += beside_a_burner(daemon, system, hello[system], rounds, seconds, warmup)
+            neighbour[system] = beside_a_burner(daemon, hello[system], seconds)
 
         cold: dict[str, dict[str, float]] = {}
         if dsn:
@@ -399,24 +414,18 @@ def main() -> None:
     def ratio(a: tuple[str, str], b: tuple[str, str]) -> float | None:
         return round(by[a] / by[b], 3) if a in by and b in by and by[b] else None
 
-    p50 = {(r["scenario"], r["system"]): r["p50_ms"] for r in results}
-
-    def latency(a: tuple[str, str], b: tuple[str, str]) -> float | None:
-        return round(p50[a] / p50[b], 3) if a in p50 and b in p50 and p50[b] else None
-
     ratios = {
         "hello.hearth/direct": ratio(("hello", "hearth"), ("hello", "direct")),
         "hello.nginx/direct": ratio(("hello", "nginx"), ("hello", "direct")),
         "hello.hearth/hearth-sandbox-off": ratio(
             ("hello", "hearth"), ("hello", "hearth-sandbox-off")
         ),
-        "p50 hello-light-beside-burner/alone.hearth": latency(
-            ("hello-light-beside-burner", "hearth"), ("hello-light", "hearth")
-        ),
-        "p50 hello-light-beside-burner/alone.hearth-sandbox-off": latency(
-            ("hello-light-beside-burner", "hearth-sandbox-off"),
-            ("hello-light", "hearth-sandbox-off"),
-        ),
+        **{
+            f"p99 hello beside a burner/alone.{system}": round(
+                v["beside"]["p99"] / v["alone"]["p99"], 3
+            )
+            for system, v in neighbour.items()
+        },
         "hello.process-per-request/direct": ratio(
             ("hello", "process-per-request"), ("hello", "direct")
         ),
@@ -451,6 +460,7 @@ def main() -> None:
         },
         "memory_mb": mem,
         "many": scale,
+        "neighbour_ms": neighbour,
         "python": platform.python_version(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
