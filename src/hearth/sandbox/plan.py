@@ -230,6 +230,9 @@ class BuildJail:
         tmp = "/tmp" if chosen.mounts else str(staging / ".tmp")
         env = {**CLEAN_ENV, **self.network_env}
         env.update(HOME=str(self.cache), UV_CACHE_DIR=str(self.cache), TMPDIR=tmp)
+        # The cache and the staging folder are separate mounts in the build's view: uv's
+        # hardlinks would fail there (and it would say so on every build).
+        env.setdefault("UV_LINK_MODE", "copy")
         policy = Policy(
             uid=self.uid,
             gid=self.uid,
