@@ -97,7 +97,7 @@ def run_dir_for(data_dir: Path) -> Path:
 
 
 def cgroup_scope(data_dir: Path) -> str:
-    """This daemon's cgroup folder: one per data directory."""
+    """The prefix of this daemon's cgroups: one per data directory."""
     digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
     return f"hearth-{digest}"
 
@@ -135,11 +135,6 @@ async def serve(
         raise DaemonError(str(exc)) from exc
     cgroups = Cgroups(cgroup_scope(data_dir))
     cgroups.tidy()  # what a killed daemon of this data directory left
-    if chosen.identity:
-        try:
-            cgroups.enter()
-        except OSError as exc:
-            log.warning("the daemon stays in its own cgroup: %s", exc)
     planner = Planner(data_dir, run_dir, chosen, cgroups)
     supervisor = Supervisor(run_dir, logs, planner, store.identity)
     plane = ControlPlane(
