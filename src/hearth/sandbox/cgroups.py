@@ -94,20 +94,27 @@ class Cgroups:
     def tidy(self) -> None:
         """End and remove what a daemon of this data directory left (killed before it
         could); at its stop, what its functions left."""
+        for function in self._left():
+            self.forget(function)
+
+    def close(self, patience: float = 3.0) -> None:
+        """Remove the functions' folders. A folder can be removed once its last process
+        is gone, not merely killed: try again for a few seconds."""
+        deadline = time.monotonic() + patience
+        self.tidy()
+        while self._left() and time.monotonic() < deadline:
+            time.sleep(0.05)
+            self.tidy()
+
+    def _left(self) -> set[str]:
         mine = f"{self.prefix}-"
-        functions = {
+        return {
             f.name[len(mine) :]
             for base in self.dirs.values()
             if base.is_dir()
             for f in base.iterdir()
             if f.is_dir() and f.name.startswith(mine)
         }
-        for function in functions:
-            self.forget(function)
-
-    def close(self) -> None:
-        """Remove the functions' folders; they are empty once every process has ended."""
-        self.tidy()
 
     def _settings(self, controller: str, budget: Budget) -> list[tuple[str, str]]:
         if controller == "memory":
