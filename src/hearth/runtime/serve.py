@@ -24,7 +24,7 @@ from hearth.runtime.loader import load
 
 APP_LOAD_ERROR = 4
 STARTUP_FAILURE = 3
-HEARTBEAT = 1.0  # seconds between heartbeats on the status pipe
+HEARTBEAT = 1.0  # seconds between heartbeats on the status pipe, unless the spec says
 
 
 class StartupWatch:
@@ -48,10 +48,13 @@ class StartupWatch:
 
 
 class InstanceServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, status: Any, lifeline: int) -> None:
+    def __init__(
+        self, config: uvicorn.Config, status: Any, lifeline: int, heartbeat: float = HEARTBEAT
+    ) -> None:
         super().__init__(config)
         self.status = status
         self.lifeline = lifeline
+        self.heartbeat = heartbeat
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -68,7 +71,7 @@ class InstanceServer(uvicorn.Server):
             return
         with contextlib.suppress(OSError):
             self.status.write("\n")
-        asyncio.get_running_loop().call_later(HEARTBEAT, self._beat)
+        asyncio.get_running_loop().call_later(self.heartbeat, self._beat)
 
     def _lifeline_lost(self) -> None:
         asyncio.get_running_loop().remove_reader(self.lifeline)
@@ -105,7 +108,7 @@ def run(spec: dict[str, Any], status_fd: int, lifeline: int) -> NoReturn:
         timeout_keep_alive=24 * 3600,
         timeout_graceful_shutdown=spec["drain"] or None,
     )
-    server = InstanceServer(config, status, lifeline)
+    server = InstanceServer(config, status, lifeline, spec.get("heartbeat", HEARTBEAT))
     try:
         server.run()
     except SystemExit as exc:
