@@ -35,7 +35,9 @@ class Instance:
     exit_code: int | None = None
     memory_limit: int = 0
     liveness: float = 10.0  # seconds without a heartbeat before it is killed
+    heartbeat: float = 2.5  # seconds between its beats
     last_beat: float = 0.0
+    status: int = -1  # the read end of its status pipe: a report, then heartbeats
     kill_reason: str | None = None
     exited: asyncio.Future[int | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()

@@ -183,11 +183,12 @@ class Supervisor:
             concurrency=concurrency,
             memory_limit=memory_limit,
             liveness=liveness,
+            # A quarter of the liveness deadline (at most 2.5 s): still four beats before
+            # one is missed.
+            heartbeat=min(2.5, liveness / 4),
         )
         spec: dict[str, Any] = {
-            # A quarter of the liveness deadline (at most 2.5 s): fewer wakeups for the
-            # daemon with a thousand instances, still four beats before one is missed.
-            "heartbeat": min(2.5, liveness / 4),
+            "heartbeat": instance.heartbeat,
             "code_dir": str(code_dir),
             "entrypoint": entrypoint,
             "socket": instance.socket,
@@ -224,19 +225,21 @@ class Supervisor:
             self._watch(instance)
         output = OutputReader(self.logs, function, instance.id)
         await loop.connect_read_pipe(lambda: output, os.fdopen(log_r, "rb", 0))
-        status = StatusReader(instance)
-        transport, _ = await loop.connect_read_pipe(lambda: status, os.fdopen(status_r, "rb", 0))
+        instance.status = status_r
+        first = first_line(status_r)
         try:
-            report = await self._first_report(instance, status.first)
+            report = await self._first_report(instance, first)
         except BaseException:
-            transport.close()
+            close_status(instance)
             raise
         if "ready" in report:
+            # From now on the pipe carries heartbeats, read in batches by `check`: the
+            # event loop is not woken for each of a thousand instances' beats.
             output.ready()
             instance.state = InstanceState.READY
             instance.last_beat = time.monotonic()
             return instance
-        transport.close()
+        close_status(instance)
         await self.kill(instance)
         error = str(report.get("error") or "the instance exited during startup")
         if report.get("exited"):
@@ -321,6 +324,7 @@ class Supervisor:
         if instance.exited.done():
             return
         self.instances.pop(instance.pid, None)
+        close_status(instance)
         instance.exit_code = code
         instance.exited.set_result(code)
         with contextlib.suppress(FileNotFoundError):
@@ -332,16 +336,20 @@ class Supervisor:
     def check(self) -> None:
         """Kill ready instances that stopped beating or grew past their memory limit.
 
-        Called once a second. Heartbeats are looked at every time; resident memory (a
-        read of /proc per instance) and the cgroups' limit counters every POLL_EVERY
-        seconds, a share of the instances each time: the cgroup's own memory limit is
-        the hard stop, this poll names the instance."""
+        Called once a second. An instance's status pipe is read (never waited on) once a
+        heartbeat period has passed since its last beat was seen: one read per instance
+        every few seconds, instead of a wakeup of the event loop per beat. Resident
+        memory (a read of /proc per instance) and the cgroups' limit counters are looked
+        at every POLL_EVERY seconds, a share of the instances each time: the cgroup's own
+        memory limit is the hard stop, this poll names the instance."""
         now = time.monotonic()
         self._round = (self._round + 1) % POLL_EVERY
         for instance in list(self.instances.values()):
             if instance.state != InstanceState.READY or not instance.alive:
                 continue
             silent = now - instance.last_beat
+            if silent >= instance.heartbeat and beat(instance.status):
+                instance.last_beat, silent = now, 0.0
             if silent > instance.liveness:
                 self._kill_for(instance, f"no heartbeat for {silent:.1f}s (event loop blocked?)")
                 continue
@@ -470,28 +478,48 @@ class OutputReader(LineReader):
         return [line.decode(errors="replace") for line in self.startup or ()]
 
 
-class StatusReader(asyncio.Protocol):
-    """An instance's status pipe: the first line is its report, later lines heartbeats."""
+def first_line(fd: int) -> asyncio.Future[bytes]:
+    """The first line of an instance's status pipe (b"" if it closes first): its report.
+    The loop watches the pipe only until then."""
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[bytes] = loop.create_future()
+    os.set_blocking(fd, False)
+    pending = bytearray()
 
-    def __init__(self, instance: Instance) -> None:
-        self.instance = instance
-        self.first: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self.pending = b""
+    def readable() -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        pending.extend(data)
+        if data and b"\n" not in data and len(pending) < 65536:
+            return
+        loop.remove_reader(fd)
+        if not first.done():
+            first.set_result(bytes(pending).partition(b"\n")[0])
 
-    def data_received(self, data: bytes) -> None:
-        if not self.first.done():
-            self.pending += data
-            line, newline, rest = self.pending.partition(b"\n")
-            if not newline:
-                return
-            self.first.set_result(line)
-            data = rest
-        if data:
-            self.instance.last_beat = time.monotonic()
+    loop.add_reader(fd, readable)
+    return first
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.first.done():
-            self.first.set_result(b"")
+
+def beat(fd: int) -> bool:
+    """Whether an instance wrote heartbeats since the last look (drains the pipe)."""
+    if fd < 0:
+        return False
+    try:
+        return bool(os.read(fd, 4096))
+    except OSError:  # nothing written (BlockingIOError), or the pipe is gone
+        return False
+
+
+def close_status(instance: Instance) -> None:
+    if instance.status >= 0:
+        with contextlib.suppress(OSError):
+            asyncio.get_running_loop().remove_reader(instance.status)
+        os.close(instance.status)
+        instance.status = -1
 
 
 def parent_of(pid: int) -> int | None:
