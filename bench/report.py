@@ -60,6 +60,18 @@ TARGETS = [
         "<=",
     ),
     (
+        "burst: 500 clients at once on a function with zero instances, errors = 0",
+        lambda d: d.get("burst", {}).get("errors"),
+        0,
+        "<=",
+    ),
+    (
+        "step load: errors = 0",
+        lambda d: sum(r["errors"] for r in d["steps"]["timeline"]) if "steps" in d else None,
+        0,
+        "<=",
+    ),
+    (
         "private memory per warm hello instance <= 5 MB",
         lambda d: d["memory_mb"]["instance_private"],
         5.0,
@@ -100,6 +112,49 @@ def targets(data: dict) -> list[tuple[str, float | None, str]]:
     return rows
 
 
+def burst_and_steps(data: dict) -> list[str]:
+    lines = []
+    if "burst" in data:
+        b = data["burst"]
+        lines += [
+            "## A burst from zero",
+            "",
+            f"{b['clients']} clients at once, each on a new connection, on `hello` with "
+            f"`min = 0` and no instance running (`max = 20`); the median of {b['tries']} "
+            "tries, errors summed over all.",
+            "",
+            "| all served in s | p50 ms | p99 ms | errors |",
+            "|---:|---:|---:|---:|",
+            f"| {b['all_served_s']:.2f} | {b['p50_ms']:.0f} | {b['p99_ms']:.0f} | {b['errors']} |",
+            "",
+        ]
+    if "steps" in data:
+        steps = data["steps"]
+        phases = " -> ".join(f"{c} clients for {s:g} s" for c, s in steps["phases"])
+        lines += [
+            "## Step load",
+            "",
+            f"`bench/apps/sleepy` (200 ms a request, `concurrency = 8`, `window = 20s`, "
+            f"`idle = 10s`): {phases}.",
+            "",
+            "![step load](bench/results/steps.png)",
+            "",
+            "| clients | instances at the end | most instances | median p99 ms | errors |",
+            "|---:|---:|---:|---:|---:|",
+            *(
+                f"| {clients} | {v['instances_at_end']} | {v['max_instances']} | "
+                f"{v['median_p99_ms']:.0f} | {v['errors']} |"
+                for clients, v in steps["phases_summary"].items()
+            ),
+            "",
+            "The autoscaler's events during the run (seconds from its start):",
+            "",
+            *(f"- {e['t']:.1f} s: {e['message']}" for e in steps["events"]),
+            "",
+        ]
+    return lines
+
+
 def summary(data: dict) -> str:
     lines = [f"{k}: {v}" for k, v in data["ratios"].items()]
     lines += [f"{label}: {verdict}" for label, _, verdict in targets(data)]
@@ -132,8 +187,38 @@ def chart(data: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def steps_chart(steps: dict, path: Path) -> None:
+    """Clients and instances (top) and latency (bottom) against time, scale events marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = steps["timeline"]
+    t = [r["t"] for r in rows]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
+    top.step(t, [r["instances"] for r in rows], where="post", color="#d2691e", label="instances")
+    clients = top.twinx()
+    clients.step(t, [r["clients"] for r in rows], where="post", color="#888", linestyle="--")
+    clients.set_ylabel("clients (dashed)")
+    top.set_ylabel("instances")
+    top.set_title("sleepy (200 ms a request, 8 at once an instance): 1 -> 64 -> 256 -> 0 clients")
+    for event in steps["events"]:
+        top.axvline(event["t"], color="#8b4513", alpha=0.25, linewidth=1)
+    bottom.plot(t, [r["p99_ms"] for r in rows], color="#8b4513", label="p99")
+    bottom.plot(t, [r["p50_ms"] for r in rows], color="#d2691e", label="p50")
+    bottom.set_ylabel("latency, ms")
+    bottom.set_xlabel("seconds (vertical lines: the autoscaler's scale events)")
+    bottom.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def write(data: dict, out: Path, md_path: Path) -> None:
     chart(data, out / "chart.png")
+    if "steps" in data:
+        steps_chart(data["steps"], out / "steps.png")
     m = data["machine"]
     s = data["settings"]
     lines = [
@@ -205,6 +290,7 @@ def write(data: dict, out: Path, md_path: Path) -> None:
             for system, v in data.get("neighbour_ms", {}).items()
         ),
         "",
+        *burst_and_steps(data),
         "## Many warm instances",
         "",
         "The `hello` functions above, scaled live (`hearth scale`) to more warm instances; "

@@ -26,6 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import load
 import report
 import wrk
 from servers import ROOT, Cgi, Hearth, Nginx, Server, Uvicorn
@@ -36,6 +37,7 @@ CONNECTIONS = 32
 PROCESS_CONNECTIONS = 2
 BURNERS = 4  # busy processes of the noisy neighbour, on a 2-core machine
 PACE = 100  # requests per second of the light load whose latency is watched beside them
+BURST = 500  # clients at once on a function with no instance
 HEAVY_IMPORTS = "import starlette.applications, starlette.requests, psycopg, psycopg_pool"
 
 
@@ -173,6 +175,55 @@ def deploys(hearth: Hearth, workdir: Path, tries: int) -> list[float]:
         if n:  # the first deploy starts the zygote; it is not a re-deploy
             times.append((time.perf_counter() - began) * 1000)
     return times
+
+
+def bursts_from_zero(hearth: Hearth, workdir: Path, tries: int) -> dict:
+    """BURST clients at once on `hello` with no instance (min = 0): the median try, and
+    the errors of all tries."""
+    hearth.deploy(
+        with_env(
+            EXAMPLES / "hello",
+            workdir / "burst",
+            'name = "burst"\n[scale]\nmin = 0\nmax = 20\nidle = "1s"\n',
+        )
+    )
+    runs = []
+    for _ in range(tries):
+        wait(lambda: hearth.status("burst")["instances"] == [], 60, "burst back to zero")
+        runs.append(load.burst(f"{hearth.url}/fn/burst/", BURST))
+    middle = sorted(runs, key=lambda r: r["all_served_s"])[len(runs) // 2]
+    return {**middle, "tries": tries, "errors": sum(r["errors"] for r in runs)}
+
+
+def step_load(hearth: Hearth, workdir: Path, quick: bool) -> dict:
+    """`sleepy` (200 ms a request, 8 at once per instance) under 1 -> 64 -> 256 -> 0
+    clients: instances and latency each second, and the autoscaler's events."""
+    folder = APPS / "sleepy"
+    phases = [(1, 10.0), (64, 15.0), (256, 20.0), (0, 25.0)]
+    if quick:  # shorter windows, so that the way down shows in a short run
+        toml = (
+            '[scale]\nmin = 1\nmax = 40\nconcurrency = 8\nwindow = "4s"\n'
+            'panic_window = "2s"\nidle = "3s"\n'
+        )
+        folder = with_env(folder, workdir / "sleepy", toml)
+        phases = [(1, 2.0), (64, 3.0), (256, 3.0), (0, 7.0)]
+    hearth.deploy(folder)
+    url = f"{hearth.url}/fn/sleepy/"
+    httpx.get(url, timeout=30).raise_for_status()
+    began = time.time()
+    steps = load.Steps(url, phases, lambda: len(hearth.status("sleepy")["instances"]))
+    timeline = steps.run()
+    events = [
+        {"t": round(e["time"] - began, 1), "message": e["message"]}
+        for e in hearth.api.get("/v1/functions/sleepy/events", params={"limit": 500}).json()
+        if e["kind"] == "scale" and e["time"] >= began
+    ]
+    return {
+        "phases": phases,
+        "timeline": timeline,
+        "phases_summary": load.summary(timeline),
+        "events": events,
+    }
 
 
 def private_mb(pid: int) -> float:
@@ -314,6 +365,16 @@ def main() -> None:
         hello["process-per-request"] = cgi.base + "hello.py"
         print("bench: hello", flush=True)
         results += throughput("hello", hello, rounds, seconds, warmup)
+        print("bench: asgi-hello", flush=True)
+        asgi_direct = Uvicorn(APPS / "asgi-hello", "main:app", {})
+        servers.append(asgi_direct)
+        hearth.deploy(APPS / "asgi-hello")
+        asgi = {"direct": asgi_direct.url, "hearth": f"{hearth.url}/fn/asgi-hello/"}
+        if Nginx.available():
+            asgi_nginx = Nginx(asgi_direct.port, work / "nginx-asgi")
+            servers.append(asgi_nginx)
+            asgi["nginx"] = asgi_nginx.url
+        results += throughput("asgi-hello", asgi, rounds, seconds, warmup)
         print("bench: hello beside a CPU-burning neighbour", flush=True)
         neighbour: dict[str, dict[str, dict[str, float]]] = {}
         for daemon, system in ((hearth, "hearth"), (bare, "hearth-sandbox-off")):
@@ -394,6 +455,11 @@ def main() -> None:
             "p99": round(percentile(fresh, 99), 2),
         }
 
+        print("bench: burst from zero", flush=True)
+        bursts = bursts_from_zero(hearth, work, 1 if quick else 3)
+        print("bench: step load", flush=True)
+        steps = step_load(hearth, work, quick)
+
         print("bench: deploy", flush=True)
         deploy_times = deploys(hearth, work, 3 if quick else 10)
         print("bench: memory", flush=True)
@@ -426,6 +492,8 @@ def main() -> None:
             )
             for system, v in neighbour.items()
         },
+        "asgi-hello.hearth/direct": ratio(("asgi-hello", "hearth"), ("asgi-hello", "direct")),
+        "asgi-hello.nginx/direct": ratio(("asgi-hello", "nginx"), ("asgi-hello", "direct")),
         "hello.process-per-request/direct": ratio(
             ("hello", "process-per-request"), ("hello", "direct")
         ),
@@ -461,6 +529,8 @@ def main() -> None:
         "memory_mb": mem,
         "many": scale,
         "neighbour_ms": neighbour,
+        "burst": bursts,
+        "steps": steps,
         "python": platform.python_version(),
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -148,7 +148,7 @@ class Limits:
     body: int = field(default=10 * 1000**2, metadata=_size("0", "1GiB"))
     memory: int = field(default=256 * 1024**2, metadata=_size("16MiB", "1TiB"))
     drain: float = field(default=30.0, metadata=_duration("0s", "1h"))
-    # Instances send a heartbeat every second: below 2s one late beat would kill them.
+    # Instances beat every quarter of it (at most 2.5 s); below 2s one late beat would kill.
     liveness: float = field(default=10.0, metadata=_duration("2s", "1h"))
     # Processes (and threads) beyond what the instances themselves run: a fork bomb's cap.
     processes: int = field(default=64, metadata=_whole(1, 100_000))

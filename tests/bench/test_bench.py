@@ -67,6 +67,7 @@ def test_quick_run_measures_every_scenario(tmp_path):
     data = json.loads((tmp_path / "latest.json").read_text())
     rows = {(r["scenario"], r["system"]): r for r in data["results"]}
     expected = [("hello", "direct"), ("hello", "hearth"), ("hello", "process-per-request")]
+    expected += [("asgi-hello", "direct"), ("asgi-hello", "hearth")]
     assert set(data["neighbour_ms"]) == {"hearth", "hearth-sandbox-off"}
     assert data["neighbour_ms"]["hearth"]["beside"]["p99"] > 0
     assert [v["instances"] for v in data["many"].values()] == [10, 20]
@@ -92,3 +93,15 @@ def test_quick_run_measures_every_scenario(tmp_path):
     assert (
         0 < data["memory_mb"]["instance_private"] < data["memory_mb"]["hundred_instances_private"]
     )
+    burst = data["burst"]
+    assert burst["clients"] == 500 and burst["errors"] == 0 and burst["all_served_s"] > 0
+    timeline = data["steps"]["timeline"]
+    assert [r["clients"] for r in timeline][:2] == [1, 1] and timeline[-1]["clients"] == 0
+    assert sum(r["errors"] for r in timeline) == 0
+    busiest = max(timeline, key=lambda r: r["clients"])
+    assert busiest["clients"] == 256 and busiest["requests"] > 0
+    # The autoscaler answered the steps: more instances under 256 clients than under 1,
+    # each change an event with its reason.
+    summary = data["steps"]["phases_summary"]
+    assert summary["256"]["max_instances"] > summary["1"]["max_instances"]
+    assert any(e["message"].startswith("scaled 1 -> ") for e in data["steps"]["events"])
