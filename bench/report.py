@@ -205,11 +205,12 @@ def steps_chart(steps: dict, path: Path) -> None:
     top.set_title("sleepy (200 ms a request, 8 at once an instance): 1 -> 64 -> 256 -> 0 clients")
     for event in steps["events"]:
         top.axvline(event["t"], color="#8b4513", alpha=0.25, linewidth=1)
-    bottom.plot(t, [r["p99_ms"] for r in rows], color="#8b4513", label="p99")
-    bottom.plot(t, [r["p50_ms"] for r in rows], color="#d2691e", label="p50")
+    nan = float("nan")  # no request in that second: no latency, a gap
+    bottom.plot(t, [r["p99_ms"] if r["requests"] else nan for r in rows], color="#8b4513")
+    bottom.plot(t, [r["p50_ms"] if r["requests"] else nan for r in rows], color="#d2691e")
+    bottom.legend(["p99", "p50"], loc="upper left")
     bottom.set_ylabel("latency, ms")
     bottom.set_xlabel("seconds (vertical lines: the autoscaler's scale events)")
-    bottom.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
