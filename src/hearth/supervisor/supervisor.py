@@ -355,7 +355,7 @@ class Supervisor:
                 continue
             if instance.pid % POLL_EVERY != self._round:
                 continue
-            rss = resident_bytes(instance.pid)
+            rss = instance.rss = resident_bytes(instance.pid)
             if instance.memory_limit and rss > instance.memory_limit:
                 self._kill_for(
                     instance,
