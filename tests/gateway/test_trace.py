@@ -19,7 +19,7 @@ def ids(data):
 
 async def test_a_request_without_ids_gets_new_ones_there_and_back(setup):
     setup.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
-    request_id, trace, span, flags = ids(setup.upstream_got())
+    request_id, trace, span, flags = ids(setup.upstreams[0].transport.take_raw())
     assert request_id == trace  # the request id is the trace id when the client sent none
     assert trace != b"0" * 32 and span != b"0" * 16
     assert flags == b"00"  # nothing is exported: not sampled
@@ -37,7 +37,7 @@ async def test_the_clients_ids_are_kept_and_its_trace_continued(setup):
         b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\nX-Request-Id: abc-123\r\n"
         b"traceparent: 00-" + trace + b"-" + parent + b"-01\r\n\r\n"
     )
-    head = setup.upstream_got()
+    head = setup.upstreams[0].transport.take_raw()
     request_id, got_trace, span, flags = ids(head)
     assert (request_id, got_trace, flags) == (b"abc-123", trace, b"01")
     assert span != parent  # the gateway's own span, child of the client's
@@ -51,7 +51,7 @@ async def test_malformed_ids_are_replaced(setup):
         b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\nX-Request-Id: " + b"a" * 201 + b"\r\n"
         b"traceparent: 00-" + b"0" * 32 + b"-00f067aa0ba902b7-01\r\n\r\n"
     )
-    request_id, trace, _, flags = ids(setup.upstream_got())
+    request_id, trace, _, flags = ids(setup.upstreams[0].transport.take_raw())
     assert request_id == trace and trace != b"0" * 32 and flags == b"00"
 
 
@@ -65,7 +65,7 @@ async def test_the_gateways_own_answers_carry_the_ids(setup):
 
 async def test_the_meter_counts_answers_by_class_with_durations(setup):
     setup.send(b"POST /fn/hello/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
-    setup.upstream_got()
+    setup.upstreams[0].transport.take_raw()
     setup.reply(OK)
     meter = setup.pool.meter
     assert meter.codes[2] == 1 and meter.requests == 1
@@ -94,7 +94,7 @@ async def test_refusals_and_clients_that_leave_are_counted():
 async def test_counting_can_be_turned_off(setup):
     setup.gateway.metering = False
     setup.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
-    setup.upstream_got()
+    setup.upstreams[0].transport.take_raw()
     setup.reply(OK)
     assert setup.pool.meter.requests == 0 and setup.gateway.take_records() == []
     assert setup.transport.take() == OK  # the ids are still given

@@ -229,12 +229,17 @@ class Reconciler:
 
     async def start_many(self, release: Release, count: int) -> None:
         """Start `count` instances and route them; the first error after all settled."""
+        began = time.monotonic()
         results = await asyncio.gather(
             *(self.spawn(release) for _ in range(count)), return_exceptions=True
         )
+        took = time.monotonic() - began
         for instance in (r for r in results if isinstance(r, Instance)):
+            self.tally.started(release.function, release.number, False, took)
             self.route(release, instance)
         errors = [r for r in results if isinstance(r, BaseException)]
+        for _ in errors:
+            self.tally.start_failed(release.function, release.number)
         if errors:
             raise errors[0]
 

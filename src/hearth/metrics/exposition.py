@@ -24,6 +24,7 @@ from hearth.supervisor import Instance
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 CLASSES = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
 TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ class Snapshot:
         labels = ["function", "version", "instance"]
         memory = GaugeMetricFamily(
             "hearth_instance_resident_memory_bytes",
-            "Resident memory of each instance, as last polled.",
+            "Resident memory of each instance.",
             labels=labels,
         )
         cpu = CounterMetricFamily(
@@ -191,10 +192,11 @@ class Snapshot:
         )
         for live in self.live:
             values = [live.function, str(live.version), live.id]
-            memory.add_metric(values, live.rss)
-            seconds = cpu_seconds(live.pid)
-            if seconds is not None:
+            usage = process_usage(live.pid)
+            if usage is not None:
+                seconds, resident = usage
                 cpu.add_metric(values, seconds)
+                memory.add_metric(values, resident)
         yield memory
         yield cpu
 
@@ -207,19 +209,20 @@ def render(snapshot: Snapshot) -> bytes:
     return generate_latest(registry)
 
 
-def cpu_seconds(pid: int) -> float | None:
+def process_usage(pid: int) -> tuple[float, int] | None:
+    """CPU seconds and resident bytes of a process, from one read of /proc/PID/stat."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        return (int(fields[11]) + int(fields[12])) / TICKS, int(fields[21]) * PAGE
+    except (OSError, IndexError, ValueError):
         return None
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def _buckets(counts: list[int]) -> list[tuple[str, float]]:
     """Per-bucket counts as Prometheus' cumulative `le` buckets."""
-    total = 0
-    out = []
+    total = 0.0
+    out: list[tuple[str, float]] = []
     for bound, count in zip((*BUCKETS, float("inf")), counts, strict=True):
         total += count
         out.append(("+Inf" if bound == float("inf") else repr(bound), total))

@@ -128,8 +128,9 @@ class Monitor:
             for pool in route.pools:
                 seen.add(id(pool))
                 track = self.tracks.get(id(pool))
-                if track is None:
+                if track is None:  # a new version: it counted from zero since the last tick
                     track = self.tracks[id(pool)] = Track(pool)
+                    track.looks.append((now - 1.0, 0, 0, list(track.buckets)))
                 r, e, b = track.look(now)
                 requests += r
                 errors += e
@@ -186,7 +187,7 @@ class Monitor:
     def current(self) -> list[dict[str, Any]]:
         """Each serving version over the last WINDOW seconds: what `hearth top` shows."""
         memory = self.memory()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name, route in self.gateway.routes.items():
             for pool in route.pools:
                 track = self.tracks.get(id(pool))

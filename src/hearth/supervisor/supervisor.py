@@ -238,6 +238,7 @@ class Supervisor:
             output.ready()
             instance.state = InstanceState.READY
             instance.last_beat = time.monotonic()
+            instance.rss = resident_bytes(instance.pid)
             return instance
         close_status(instance)
         await self.kill(instance)
