@@ -19,7 +19,7 @@ _ZERO_SPAN = b"0" * 16
 class Trace:
     """The ids of one request; `headers` is what the function and the client are given."""
 
-    __slots__ = ("flags", "parent", "request_id", "span", "trace")
+    __slots__ = ("flags", "headers", "parent", "request_id", "span", "trace")
 
     def __init__(
         self, request_id: bytes, trace: bytes, span: bytes, parent: bytes, flags: bytes
@@ -29,14 +29,17 @@ class Trace:
         self.span = span  # the gateway's span: 16 hex digits
         self.parent = parent  # the caller's span (b"": the trace starts here)
         self.flags = flags
+        # As the function is sent them and the client gets them back: made once.
+        self.headers = b"x-request-id: %b\r\ntraceparent: 00-%b-%b-%b\r\n" % (
+            request_id,
+            trace,
+            span,
+            flags,
+        )
 
     @property
     def traceparent(self) -> bytes:
         return b"00-%b-%b-%b" % (self.trace, self.span, self.flags)
-
-    @property
-    def headers(self) -> bytes:
-        return b"x-request-id: %b\r\ntraceparent: %b\r\n" % (self.request_id, self.traceparent)
 
 
 def trace_of(request_id: bytes | None, traceparent: bytes | None, sampled: bool) -> Trace:
