@@ -35,6 +35,12 @@ TARGETS = [
         ">=",
     ),
     (
+        "metrics on: asgi-hello >= 0.97x the same daemon with --no-metrics",
+        lambda d: d["ratios"].get("asgi-hello.hearth/hearth-metrics-off"),
+        0.97,
+        ">=",
+    ),
+    (
         "beside a neighbour burning 4 processes: hello's p99 latency <= 2x alone (sandbox on)",
         lambda d: d["ratios"].get("p99 hello beside a burner/alone.hearth"),
         2.0,

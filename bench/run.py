@@ -369,12 +369,22 @@ def main() -> None:
         asgi_direct = Uvicorn(APPS / "asgi-hello", "main:app", {})
         servers.append(asgi_direct)
         hearth.deploy(APPS / "asgi-hello")
-        asgi = {"direct": asgi_direct.url, "hearth": f"{hearth.url}/fn/asgi-hello/"}
+        # The same daemon without counting requests: what metrics cost on the hot path.
+        uncounted = Hearth(work / "data-metrics-off", "--no-metrics")
+        servers.append(uncounted)
+        uncounted.deploy(APPS / "asgi-hello")
+        asgi = {
+            "direct": asgi_direct.url,
+            "hearth": f"{hearth.url}/fn/asgi-hello/",
+            "hearth-metrics-off": f"{uncounted.url}/fn/asgi-hello/",
+        }
         if Nginx.available():
             asgi_nginx = Nginx(asgi_direct.port, work / "nginx-asgi")
             servers.append(asgi_nginx)
             asgi["nginx"] = asgi_nginx.url
         results += throughput("asgi-hello", asgi, rounds, seconds, warmup)
+        uncounted.stop()
+        servers.remove(uncounted)
         print("bench: hello beside a CPU-burning neighbour", flush=True)
         neighbour: dict[str, dict[str, dict[str, float]]] = {}
         for daemon, system in ((hearth, "hearth"), (bare, "hearth-sandbox-off")):
@@ -494,6 +504,9 @@ def main() -> None:
         },
         "asgi-hello.hearth/direct": ratio(("asgi-hello", "hearth"), ("asgi-hello", "direct")),
         "asgi-hello.nginx/direct": ratio(("asgi-hello", "nginx"), ("asgi-hello", "direct")),
+        "asgi-hello.hearth/hearth-metrics-off": ratio(
+            ("asgi-hello", "hearth"), ("asgi-hello", "hearth-metrics-off")
+        ),
         "hello.process-per-request/direct": ratio(
             ("hello", "process-per-request"), ("hello", "direct")
         ),

@@ -29,8 +29,10 @@ from hearth.api.models import (
     Event,
     FunctionBrief,
     FunctionDetail,
+    FunctionMetrics,
     Health,
     Info,
+    MetricsNow,
     Removed,
     Rescaled,
     RollbackBody,
@@ -41,6 +43,8 @@ from hearth.api.models import (
 from hearth.api.params import Name, NameInPath
 from hearth.api.scopes import Scope, allowed
 from hearth.control import ControlPlane
+from hearth.metrics.exposition import CONTENT_TYPE
+from hearth.metrics.monitor import WINDOW, Monitor
 from hearth.spec import NAME
 from hearth.store import Store
 from hearth.supervisor import Supervisor
@@ -79,7 +83,9 @@ class ControlApi(FastAPI):
         return self.openapi_schema
 
 
-def create_app(plane: ControlPlane, store: Store, supervisor: Supervisor) -> FastAPI:
+def create_app(
+    plane: ControlPlane, store: Store, supervisor: Supervisor, monitor: Monitor
+) -> FastAPI:
     app = ControlApi(title="Hearth control API", version=hearth.__version__, redirect_slashes=False)
     errors.install(app)
 
@@ -255,10 +261,15 @@ def create_app(plane: ControlPlane, store: Store, supervisor: Supervisor) -> Fas
         name: Name,
         tail: Annotated[int, Query(ge=0, le=100_000, description="Lines of history.")] = 100,
         follow: Follow = False,
+        access: Annotated[
+            bool,
+            BeforeValidator(_strict_bool),
+            Query(description="The access log instead: a JSON line per request."),
+        ] = False,
     ) -> Response:
-        """The function's output; with follow=true, without end."""
+        """The function's output (or its access log); with follow=true, without end."""
         plane.views.describe(name, brief=True)
-        book = plane.logs
+        book = monitor.access if access else plane.logs
         if not follow:
             return PlainTextResponse("".join(book.tail(name, tail)))
         queue = book.follow(name)
@@ -273,6 +284,49 @@ def create_app(plane: ControlPlane, store: Store, supervisor: Supervisor) -> Fas
                 book.unfollow(name, queue)
 
         return StreamingResponse(stream(), media_type="text/plain")
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus' text exposition format: every function's "
+                "requests, latency, queue, instances, starts, exits and deploys, and the "
+                "daemon's own process.",
+                "content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    async def metrics() -> Response:
+        return Response(await monitor.scrape(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/metrics", response_model=MetricsNow)
+    async def metrics_now(request: Request) -> dict[str, Any]:
+        """Each serving version's numbers over the last seconds (what `hearth top` shows);
+        for a deploy:NAME token, NAME alone."""
+        scope = _scope(request)
+        rows = [row for row in monitor.current() if scope.sees(row["function"])]
+        return {"window_s": WINDOW, "versions": rows}
+
+    @app.get(
+        "/v1/functions/{name}/metrics",
+        response_model=FunctionMetrics,
+        responses=declare(404, 422),
+    )
+    async def function_metrics(
+        name: Name,
+        seconds: Annotated[
+            int,
+            Query(
+                ge=1,
+                le=7 * 24 * 3600,
+                description="How far back: 1 s points for the last 15 minutes, 1 minute "
+                "points before that (kept 7 days).",
+            ),
+        ] = 900,
+    ) -> dict[str, Any]:
+        plane.views.describe(name, brief=True)
+        return {"function": name, "points": monitor.series(name, seconds)}
 
     app.include_router(access_routes(plane, store))
     return app

@@ -102,6 +102,7 @@ class Instance(Answer):
     in_flight: int
     requests: int
     age: float = Field(description="Seconds since the instance started.")
+    memory_bytes: int = Field(description="Resident memory, as last polled (every 3 s).")
 
 
 Traffic = Annotated[dict[str, int], WithJsonSchema(TRAFFIC_SCHEMA)]
@@ -195,6 +196,43 @@ class Event(Answer):
     time: float = Field(description="Unix time.")
     kind: str
     message: str
+
+
+class MetricsPoint(Answer):
+    t: int = Field(description="Unix time at the start of the interval.")
+    seconds: int = Field(description="The interval: 1 (the last 15 minutes) or 60.")
+    rps: float
+    errors_per_s: float = Field(description="Answers with a 5xx status, per second.")
+    p50_ms: float = Field(description="Median request duration, queue wait included.")
+    p99_ms: float
+    instances: int = Field(description="Ready instances (the most seen in the interval).")
+    in_flight: int
+    queued: int
+    memory_bytes: int = Field(description="Resident memory of all its instances.")
+
+
+class FunctionMetrics(Answer):
+    function: str
+    points: list[MetricsPoint] = Field(description="Oldest first.")
+
+
+class VersionNow(Answer):
+    function: str
+    version: int
+    weight: int
+    rps: float
+    errors_per_s: float
+    p50_ms: float
+    p99_ms: float
+    instances: int
+    in_flight: int
+    queued: int
+    memory_bytes: int
+
+
+class MetricsNow(Answer):
+    window_s: int = Field(description="The rates are over this many last seconds.")
+    versions: list[VersionNow] = Field(description="Serving versions, busiest first.")
 
 
 class Removed(Answer):

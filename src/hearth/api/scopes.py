@@ -3,8 +3,9 @@
 - `admin`: everything.
 - `read`: GET (and HEAD) on everything but tokens. No answer holds a secret's value.
 - `deploy:NAME`: function NAME only: deploy, rollback, traffic, scale, status, versions,
-  events, logs, keys and secrets. It cannot remove NAME, touch another function or any token;
-  `GET /v1/functions` answers with NAME alone.
+  events, logs, metrics, keys and secrets. It cannot remove NAME, touch another function or
+  any token; `GET /v1/functions` and `GET /v1/metrics` answer with NAME alone, and the
+  Prometheus scrape (`GET /metrics`, every function) is not for it.
 
 The decision lists what is allowed, so an operation added later is closed to every scope
 but admin until it is listed here.
@@ -22,10 +23,10 @@ TOKENS = "/v1/tokens"
 FUNCTIONS = "/v1/functions"
 # Under /v1/functions/NAME/: what a deploy token may use, with any method.
 DEPLOY_RESOURCES = frozenset(
-    {"versions", "traffic", "rollback", "scale", "events", "logs", "keys", "secrets"}
+    {"versions", "traffic", "rollback", "scale", "events", "logs", "metrics", "keys", "secrets"}
 )
 # Outside its function: what a deploy token may read.
-DEPLOY_READS = frozenset({FUNCTIONS, "/v1/info"})
+DEPLOY_READS = frozenset({FUNCTIONS, "/v1/info", "/v1/metrics"})
 SCOPE_HELP = "a scope is 'admin', 'read' or 'deploy:NAME' (NAME a function name)"
 
 

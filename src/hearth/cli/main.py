@@ -16,6 +16,7 @@ from rich.table import Table
 from hearth.cli.access import keys_app, secrets_app, tokens_app
 from hearth.cli.client import Api, ClientError, data_dir
 from hearth.cli.common import DataDir, JsonOut, err, out
+from hearth.cli.top import top
 from hearth.spec import folder_name
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.command()(top)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(keys_app, name="keys")
 app.add_typer(secrets_app, name="secrets")
@@ -77,6 +79,22 @@ def up(
         int,
         typer.Option(envvar="HEARTH_MAX_PER_CLIENT", help="Open connections per client address."),
     ] = 2000,
+    metrics: Annotated[
+        bool,
+        typer.Option(
+            envvar="HEARTH_METRICS",
+            help="Count every request (metrics, charts, access log); off only to measure "
+            "what counting costs.",
+        ),
+    ] = True,
+    otlp: Annotated[
+        str | None,
+        typer.Option(
+            envvar="OTEL_EXPORTER_OTLP_ENDPOINT",
+            help="An OpenTelemetry collector (OTLP/HTTP, e.g. http://127.0.0.1:4318): a span "
+            "per request.",
+        ),
+    ] = None,
 ) -> None:
     """Run the daemon in the foreground (gateway, API, instances)."""
     from hearth.config import DaemonConfig
@@ -104,6 +122,8 @@ def up(
         sandbox=sandbox,
         index_url=index_url,
         gateway=gateway,
+        metrics=metrics,
+        otlp=otlp,
     )
     try:
         run(config, deploy or [])
@@ -226,16 +246,36 @@ def logs(
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,
     tail: Annotated[int, typer.Option(help="Lines of history to show.")] = 100,
+    access: Annotated[
+        bool, typer.Option("--access", help="The access log: one line per request.")
+    ] = False,
     data: DataDir = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --access: the JSON line of each request.")
+    ] = False,
 ) -> None:
-    """The function's stdout/stderr, with time and instance id."""
+    """The function's stdout/stderr, with time and instance id; with --access, its requests
+    (time, request id, method, path, status, bytes, duration, queue wait, instance,
+    version, client)."""
     api = Api.discover(data)
-    params: dict[str, Any] = {"tail": tail, "follow": follow}
+    params: dict[str, Any] = {"tail": tail, "follow": follow, "access": access}
     try:
         for line in api.stream_lines("GET", f"/v1/functions/{name}/logs", params=params):
-            print(line, flush=True)
+            print(line if as_json or not access else _access_line(line), flush=True)
     except KeyboardInterrupt:
         return
+
+
+def _access_line(line: str) -> str:
+    try:
+        r = json.loads(line)
+        return (
+            f"{r['time']} {r['client']} {r['method']} {r['path']} {r['status']} "
+            f"{r['bytes_out']}B {r['duration_ms']:.1f}ms (queue {r['queue_ms']:.1f}ms) "
+            f"v{r['version']} {r['instance'] or '-'} id={r['request_id']}"
+        )
+    except (ValueError, KeyError, TypeError):
+        return line
 
 
 @app.command()

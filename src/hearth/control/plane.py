@@ -14,6 +14,7 @@ from hearth.control.reconciler import Reconciler
 from hearth.control.rollout import Rollouts
 from hearth.control.secrets import Secrets
 from hearth.control.views import Views
+from hearth.metrics import Tally
 from hearth.sandbox.disks import Disks
 from hearth.store import BundleStore, Store, Vault
 from hearth.supervisor import LogBook
@@ -32,11 +33,12 @@ class ControlPlane:
         vault: Vault | None = None,
         forget: Callable[[str], None] = lambda name: None,
         disks: Disks | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self.store = store
         self.logs = logs
         self.inbox = Inbox()
-        self.reconciler = Reconciler(store, runner, router, self.inbox)
+        self.reconciler = Reconciler(store, runner, router, self.inbox, tally=tally)
         self.secrets = Secrets(store, vault, self.reconciler.functions)
         self.rollouts = Rollouts(
             config, store, bundles, envs, self.reconciler, self.secrets, logs, forget, disks

@@ -22,6 +22,7 @@ from hearth.control.inbox import Demand, Event, Exited, Inbox, LimitHit, Recycle
 from hearth.control.model import Function, Release, Replica, budget
 from hearth.control.ports import Router, Runner
 from hearth.gateway import Backend
+from hearth.metrics.tally import Tally, exit_reason
 from hearth.store import Store
 from hearth.supervisor import Instance, InstanceState, StartError
 from hearth.supervisor.supervisor import describe_exit
@@ -38,7 +39,9 @@ class Reconciler:
         router: Router,
         inbox: Inbox | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tally: Tally | None = None,
     ) -> None:
+        self.tally = tally if tally is not None else Tally()
         self.store = store
         self.runner = runner
         self.router = router
@@ -101,7 +104,8 @@ class Reconciler:
             self.scale_release(function, release)
 
     def scale_release(self, function: Function, release: Release) -> None:
-        decision = decide(self.observe(release), release.spec.scale, release.window, self.clock())
+        observed = self.observe(release)
+        decision = decide(observed, release.spec.scale, release.window, self.clock())
         if decision.start:
             wait = function.next_try - self.clock()
             if wait > 0:
@@ -111,9 +115,10 @@ class Reconciler:
                     )
                 return
             self._scaled(function, release, decision.reason)
+            cold = not observed.ready and observed.queued > 0  # requests wait for it
             for _ in range(decision.start):
                 release.starting += 1
-                self.background(self._start_one(function, release))
+                self.background(self._start_one(function, release, cold))
         if decision.stop:
             self._scaled(function, release, decision.reason)
         for instance_id in decision.stop:
@@ -132,10 +137,12 @@ class Reconciler:
         if self.functions.get(function.name) is function:
             self.scale(function)
 
-    async def _start_one(self, function: Function, release: Release) -> None:
+    async def _start_one(self, function: Function, release: Release, cold: bool) -> None:
+        began = time.monotonic()
         try:
             instance = await self.spawn(release)
         except StartError as exc:
+            self.tally.start_failed(function.name, release.number)
             function.failures += 1
             function.last_error = str(exc)
             function.next_try = self.clock() + backoff(function.failures)
@@ -148,6 +155,7 @@ class Reconciler:
             return
         finally:
             release.starting -= 1
+        self.tally.started(function.name, release.number, cold, time.monotonic() - began)
         if function.releases.get(release.number) is not release:
             await self.runner.stop(instance, release.spec.limits.drain)
             return
@@ -161,6 +169,7 @@ class Reconciler:
         if replica is None or function is None or replica not in replica.release.replicas:
             return
         replica.release.replicas.remove(replica)
+        self.tally.recycled(function.name, replica.release.number)
         self.store.event(function.name, "recycle", f"{replica.id} {event.reason}; replacing it")
         self.background(self.retire(replica))
         self.scale_release(function, replica.release)
@@ -169,7 +178,11 @@ class Reconciler:
         """Every exit; instances that crashed are replaced, after a backoff if they die
         young."""
         replica = self.replicas.pop(instance.id, None)
-        if instance.state != InstanceState.CRASHED and self.store.exists(instance.function):
+        stopped = instance.state != InstanceState.CRASHED
+        if instance.function in self.functions:
+            reason = exit_reason(stopped, instance.kill_reason)
+            self.tally.exited(instance.function, instance.version, reason)
+        if stopped and self.store.exists(instance.function):
             self.store.event(
                 instance.function, "exit", f"{instance.id} stopped ({_stopped(instance.exit_code)})"
             )
@@ -216,12 +229,17 @@ class Reconciler:
 
     async def start_many(self, release: Release, count: int) -> None:
         """Start `count` instances and route them; the first error after all settled."""
+        began = time.monotonic()
         results = await asyncio.gather(
             *(self.spawn(release) for _ in range(count)), return_exceptions=True
         )
+        took = time.monotonic() - began
         for instance in (r for r in results if isinstance(r, Instance)):
+            self.tally.started(release.function, release.number, False, took)
             self.route(release, instance)
         errors = [r for r in results if isinstance(r, BaseException)]
+        for _ in errors:
+            self.tally.start_failed(release.function, release.number)
         if errors:
             raise errors[0]
 

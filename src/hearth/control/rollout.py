@@ -86,6 +86,17 @@ class Rollouts:
             check_name(name)
         except SpecError as exc:
             raise DeployError(str(exc)) from exc
+        try:
+            result = await self._deploy(name, data, progress, began)
+        except DeployError:
+            self.reconciler.tally.deployed(name, False, time.monotonic() - began)
+            raise
+        self.reconciler.tally.deployed(name, True, time.monotonic() - began)
+        return result
+
+    async def _deploy(
+        self, name: str, data: bytes, progress: Progress, began: float
+    ) -> dict[str, Any]:
         if len(data) > self.config.max_bundle:
             raise DeployError(
                 f"the bundle is {len(data)} bytes, over the limit of {self.config.max_bundle}"
@@ -377,6 +388,7 @@ class Rollouts:
             self.reconciler.router.remove_route(name)
             self.store.remove(name)
             self.logs.forget(name)
+            self.reconciler.tally.forget(name)
             self.forget(name)
         await self.collect_garbage()
 

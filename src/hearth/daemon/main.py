@@ -28,6 +28,8 @@ from hearth.config import DaemonConfig
 from hearth.control import ControlPlane, DeployError
 from hearth.control.inbox import Exited, LimitHit
 from hearth.gateway import Gateway
+from hearth.metrics import Tally
+from hearth.metrics.monitor import Monitor
 from hearth.sandbox.cgroups import Cgroups
 from hearth.sandbox.disks import own_namespace
 from hearth.sandbox.plan import BuildJail, Host, Planner, SandboxUnavailable, layers
@@ -126,6 +128,7 @@ async def serve(
     ensure_token(data_dir, store)
     vault = open_vault(data_dir, store, dict(os.environ))
     logs = LogBook(data_dir / "logs")
+    access = LogBook(data_dir / "logs" / "access")
     run_dir = run_dir_for(data_dir)
     gateway = Gateway(config.domain, config.gateway)
     try:
@@ -137,6 +140,12 @@ async def serve(
     cgroups.tidy()  # what a killed daemon of this data directory left
     planner = Planner(data_dir, run_dir, chosen, cgroups)
     supervisor = Supervisor(run_dir, logs, planner, store.identity)
+    tally = Tally()
+
+    def forget(name: str) -> None:
+        planner.forget(name)
+        access.forget(name)
+
     plane = ControlPlane(
         config,
         store,
@@ -150,9 +159,20 @@ async def serve(
         gateway,
         logs,
         vault,
-        forget=planner.forget,
+        forget=forget,
         disks=planner.disks,
+        tally=tally,
     )
+    gateway.metering = config.metrics
+    spans = None
+    if config.otlp:
+        from hearth.metrics.otlp import SpanExport  # the SDK loads only when asked for
+
+        spans = SpanExport(config.otlp)
+        gateway.sampled = True
+    instances = supervisor.instances.values
+    monitor = Monitor(gateway, instances, store, access, tally, spans)
+    monitoring = asyncio.ensure_future(monitor.run())
     # The data plane only posts: the reconciler acts on what it hears.
     supervisor.on_exit = lambda instance: plane.inbox.post(Exited(instance))
     supervisor.on_limit = lambda function, message: plane.inbox.post(LimitHit(function, message))
@@ -161,7 +181,7 @@ async def serve(
     await gateway.listen(config.host, config.port)
     api = uvicorn.Server(
         uvicorn.Config(
-            create_app(plane, store, supervisor),
+            create_app(plane, store, supervisor, monitor),
             host=config.api_host,
             port=config.api_port,
             lifespan="off",
@@ -200,15 +220,20 @@ async def serve(
     if gateway.server is not None:
         gateway.server.close()
     await plane.shutdown()
-    reconciling.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await reconciling
+    for task in (reconciling, monitoring):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    monitor.tick()  # the last requests' access lines (and spans)
+    if spans is not None:
+        await asyncio.to_thread(spans.close)  # sends what is batched
     await gateway.close()
     api.should_exit = True
     await api_ticks
     await api.shutdown()
     await supervisor.close()
     logs.close()
+    access.close()
     store.close()
     if run_dir.parent != data_dir:
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -9,6 +9,7 @@ the response bytes as they come.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -16,15 +17,20 @@ import httptools
 
 from hearth.gateway.access import Headers, Refusal
 from hearth.gateway.errors import error_response
+from hearth.gateway.meter import CLIENT_GONE
 from hearth.gateway.routes import Backend, Pool, pick, route_name
+from hearth.gateway.trace import Trace, trace_of
 from hearth.gateway.upstream import Upstream
 
 if TYPE_CHECKING:
     from hearth.gateway.server import Gateway
 
-# Not forwarded: hop-by-hop headers, and forwarding headers the gateway sets itself.
+# Not forwarded: hop-by-hop headers, and the headers the gateway sets itself (the client's
+# request id and traceparent are read, then forwarded as the gateway decided).
 DROP = frozenset(
     {
+        b"x-request-id",
+        b"traceparent",
         b"connection",
         b"keep-alive",
         b"proxy-connection",
@@ -39,6 +45,7 @@ DROP = frozenset(
 )
 BODY_BUFFER = 256 * 1024
 LINGER = 2.0  # seconds a refused client may go on sending before the connection closes
+MAX_RECORDS = 200_000  # finished requests kept for the access log until it is written
 
 
 class Exchange:
@@ -48,6 +55,7 @@ class Exchange:
         "backend",
         "body_done",
         "body_size",
+        "born",
         "buffer",
         "buffered",
         "chunked",
@@ -59,12 +67,17 @@ class Exchange:
         "method",
         "name",
         "pool",
+        "queued_at",
         "response_started",
         "retried",
+        "sent",
         "started",
         "status",
         "timer",
+        "trace",
         "upstream",
+        "url",
+        "waited",
     )
 
     def __init__(
@@ -75,7 +88,10 @@ class Exchange:
         head: bytes,
         chunked: bool,
         close_after: bool,
+        url: bytes = b"/",
+        trace: Trace | None = None,
     ) -> None:
+        self.born = time.perf_counter()
         self.client = client
         self.pool = pool
         self.name = pool.name if pool is not None else None
@@ -96,6 +112,11 @@ class Exchange:
         self.response_started = False
         self.status = 0
         self.timer: asyncio.TimerHandle | None = None
+        self.url = url
+        self.trace = trace or trace_of(None, None, False)
+        self.queued_at = 0.0
+        self.waited = 0.0  # seconds in the pool's queue
+        self.sent = 0  # response bytes written to the client
 
     # lifecycle
 
@@ -114,7 +135,9 @@ class Exchange:
         backend = pick(pool.backends)
         if backend is not None and not pool.waiters:
             self.attach(backend)
-        elif not pool.enqueue(self):
+            return
+        self.queued_at = time.perf_counter()
+        if not pool.enqueue(self):
             self.fail(503, f"function {pool.name!r} is at capacity; retry shortly")
 
     def requeue(self, pool: Pool) -> None:
@@ -127,6 +150,8 @@ class Exchange:
             pool.enqueue(self, force=True)
 
     def attach(self, backend: Backend) -> None:
+        if self.queued_at:
+            self.waited = time.perf_counter() - self.queued_at
         backend.acquire()
         self.backend = backend
         if backend.idle:
@@ -206,7 +231,14 @@ class Exchange:
     # response from the instance
 
     def forward_response(self, data: bytes) -> None:
-        self.response_started = True
+        if not self.response_started:
+            self.response_started = True
+            # The request's ids go back after the status line. (A status line split
+            # across reads, which no real server writes, goes out as it came.)
+            end = data.find(b"\r\n")
+            if end >= 0:
+                data = b"%b%b%b" % (data[: end + 2], self.trace.headers, data[end + 2 :])
+        self.sent += len(data)
         self.client.write(data)
 
     def response_complete(self, reusable: bool) -> None:
@@ -255,11 +287,21 @@ class Exchange:
             self.client.exchange_done(self, close=True)
             return
         close = close or self.close_after or not self.body_done
+        self.status = status
+        trace = self.trace
+        ids = (
+            ("x-request-id", trace.request_id.decode("latin-1")),
+            ("traceparent", trace.traceparent.decode()),
+        )
+        answer = error_response(status, message, self.name, close, (*extra, *ids))
+        self.sent += len(answer)
         self._release(False)
-        self.client.write(error_response(status, message, self.name, close, extra))
+        self.client.write(answer)
         self.client.exchange_done(self, close=close, linger=not self.body_done)
 
     def client_lost(self) -> None:
+        if not self.response_started and not self.finished:
+            self.status = CLIENT_GONE
         self._release(False)
 
     def _release(self, reusable: bool) -> None:
@@ -271,6 +313,7 @@ class Exchange:
             self.timer = None
         upstream, self.upstream = self.upstream, None
         backend, self.backend = self.backend, None
+        self._account(backend)
         if upstream is not None:
             upstream.exchange = None
             if reusable and backend is not None and backend.routable:
@@ -283,6 +326,26 @@ class Exchange:
                 self.pool.dispatch()
         elif self.pool is not None and self.started:
             self.pool.dequeue(self)
+
+    def _account(self, backend: Backend | None) -> None:
+        """Count the finished request in its version's meter and the access records."""
+        pool = self.pool
+        gateway = self.client.gateway
+        if not gateway.metering:
+            return
+        if pool is None:
+            gateway.unrouted += 1
+            return
+        if self.queued_at and not self.waited:  # it left the queue without an instance
+            self.waited = time.perf_counter() - self.queued_at
+        took = time.perf_counter() - self.born
+        pool.meter.record(self.status, took, self.waited, self.body_size, self.sent)
+        records = gateway.records
+        if len(records) < MAX_RECORDS:
+            instance = backend.id if backend is not None else None
+            records.append((time.time(), took, instance, self))
+        else:
+            gateway.dropped += 1
 
 
 class Refused(Exception):
@@ -441,10 +504,16 @@ class ClientProtocol(asyncio.Protocol):
         host: bytes | None = None
         chunked = False
         length = -1
+        request_id: bytes | None = None
+        traceparent: bytes | None = None
         parts = [b"%b %b HTTP/%b\r\n" % (method, url, version.encode())]
         for hname, value in self._headers:
             lname = hname.lower()
             if lname in DROP:
+                if lname == b"x-request-id":
+                    request_id = value
+                elif lname == b"traceparent":
+                    traceparent = value
                 continue
             if lname == b"host":
                 if host is not None:
@@ -475,12 +544,16 @@ class ClientProtocol(asyncio.Protocol):
         )
         if prefix:
             parts.append(b"x-forwarded-prefix: %b\r\n" % prefix)
+        trace = trace_of(request_id, traceparent, gateway.sampled)
+        parts.append(trace.headers)
         keep_alive = parser.should_keep_alive()
         if version == "1.0" and keep_alive:
             parts.append(b"connection: keep-alive\r\n")
         parts.append(b"\r\n")
         pool = route.choose() if route is not None else None
-        exchange = Exchange(self, pool, method, b"".join(parts), chunked, not keep_alive)
+        exchange = Exchange(
+            self, pool, method, b"".join(parts), chunked, not keep_alive, url, trace
+        )
         if pool is None:
             shown = name if name else url.decode("latin-1")
             exchange.error = (

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hearth.gateway.access import Access
+from hearth.gateway.meter import Meter
 
 if TYPE_CHECKING:
     from hearth.gateway.proxy import Exchange
@@ -124,6 +125,7 @@ class Pool:
         self.retired = False  # no longer in its route: requests that chose it choose again
         self.backends: list[Backend] = []
         self.waiters: deque[Exchange] = deque()
+        self.meter = Meter()
 
     def __repr__(self) -> str:
         return (

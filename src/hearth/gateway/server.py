@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from hearth.gateway.config import GatewayConfig
-from hearth.gateway.proxy import ClientProtocol
+from hearth.gateway.proxy import ClientProtocol, Exchange
 from hearth.gateway.routes import Backend, Pool, Route
 
 SWEEP = 1.0  # seconds between passes over the connections' deadlines
@@ -25,6 +25,17 @@ class Gateway:
         self.per_client: Counter[bytes] = Counter()  # open connections by client address
         self.server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Finished requests (time, seconds, instance id, exchange), taken by the access log
+        # once a second; beyond MAX_RECORDS waiting, counted in `dropped` instead.
+        self.records: list[tuple[float, float, str | None, Exchange]] = []
+        self.dropped = 0
+        self.unrouted = 0  # requests for no function (404 before any route)
+        self.sampled = False  # the traceparent flag of traces started here: spans exported
+        self.metering = True  # count finished requests (meters, access records)
+
+    def take_records(self) -> list[tuple[float, float, str | None, Exchange]]:
+        records, self.records = self.records, []
+        return records
 
     def __repr__(self) -> str:
         return f"<Gateway [{len(self.routes)} routes | {len(self.connections)} connections]>"

@@ -62,7 +62,25 @@ create table if not exists secrets (
     updated real not null,
     primary key (function, key)
 );
+create table if not exists rollups (
+    function text not null,
+    t integer not null,
+    seconds integer not null,
+    requests integer not null,
+    errors integer not null,
+    p50 real not null,
+    p99 real not null,
+    instances integer not null,
+    in_flight integer not null,
+    queued integer not null,
+    memory integer not null,
+    primary key (function, t)
+);
 """
+ROLLUP_COLUMNS = (
+    *("t", "seconds", "requests", "errors", "p50", "p99"),
+    *("instances", "in_flight", "queued", "memory"),
+)
 FILE_TOKEN = "file"  # the id of the admin token kept in DATA_DIR/token
 
 
@@ -336,6 +354,7 @@ class Store:
             self.db.execute("delete from events where function = ?", (name,))
             self.db.execute("delete from keys where function = ?", (name,))
             self.db.execute("delete from secrets where function = ?", (name,))
+            self.db.execute("delete from rollups where function = ?", (name,))
             self.db.execute("delete from functions where name = ?", (name,))
 
     # events
@@ -346,6 +365,28 @@ class Store:
                 "insert into events (function, time, kind, message) values (?, ?, ?, ?)",
                 (name, time.time(), kind, message),
             )
+
+    def add_rollup(self, function: str, point: dict[str, Any]) -> None:
+        """A minute of a function's numbers (hearth.metrics.history), kept for the charts."""
+        values = tuple(point[c] for c in ROLLUP_COLUMNS)
+        with self.db:
+            self.db.execute(
+                f"insert or replace into rollups (function, {', '.join(ROLLUP_COLUMNS)}) "
+                f"values (?, {', '.join('?' * len(ROLLUP_COLUMNS))})",
+                (function, *values),
+            )
+
+    def rollups(self, function: str, since: float) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            f"select {', '.join(ROLLUP_COLUMNS)} from rollups where function = ? and t >= ? "
+            "order by t",
+            (function, since),
+        ).fetchall()
+        return [dict(zip(ROLLUP_COLUMNS, row, strict=True)) for row in rows]
+
+    def prune_rollups(self, before: float) -> None:
+        with self.db:
+            self.db.execute("delete from rollups where t < ?", (before,))
 
     def events(self, name: str, limit: int = 100, after: int = 0) -> list[dict[str, Any]]:
         """The newest `limit` events of a function (after event id `after`), oldest first."""

@@ -38,6 +38,7 @@ class Instance:
     heartbeat: float = 2.5  # seconds between its beats
     last_beat: float = 0.0
     status: int = -1  # the read end of its status pipe: a report, then heartbeats
+    rss: int = 0  # resident bytes, as last polled
     kill_reason: str | None = None
     exited: asyncio.Future[int | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -60,4 +61,5 @@ class Instance:
             "in_flight": 0,
             "requests": 0,
             "age": round(time.time() - self.started, 3),
+            "memory_bytes": self.rss,
         }

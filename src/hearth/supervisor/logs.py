@@ -7,6 +7,7 @@ asyncio queues, so `hearth logs -f` sees output as it is written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections import deque
@@ -31,14 +32,20 @@ class LogBook:
         stamp = (
             time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
         )
-        line = f"{stamp} {source} {text}\n"
+        self.append(function, [f"{stamp} {source} {text}"])
+
+    def append(self, function: str, lines: list[str]) -> None:
+        """Lines (without their newline) as they are, in one write."""
+        text = "\n".join(lines) + "\n"
         fh = self._file(function)
-        fh.write(line)
+        fh.write(text)
         fh.flush()
         if fh.tell() > self.max_bytes:
             self._rotate(function)
         for queue in self._followers.get(function, ()):
-            queue.put_nowait(line)
+            for line in lines:
+                with contextlib.suppress(asyncio.QueueFull):  # a follower that lags loses lines
+                    queue.put_nowait(line + "\n")
 
     def tail(self, function: str, lines: int) -> list[str]:
         path = self.path(function)

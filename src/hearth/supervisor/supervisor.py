@@ -238,6 +238,7 @@ class Supervisor:
             output.ready()
             instance.state = InstanceState.READY
             instance.last_beat = time.monotonic()
+            instance.rss = resident_bytes(instance.pid)
             return instance
         close_status(instance)
         await self.kill(instance)
@@ -355,7 +356,7 @@ class Supervisor:
                 continue
             if instance.pid % POLL_EVERY != self._round:
                 continue
-            rss = resident_bytes(instance.pid)
+            rss = instance.rss = resident_bytes(instance.pid)
             if instance.memory_limit and rss > instance.memory_limit:
                 self._kill_for(
                     instance,
