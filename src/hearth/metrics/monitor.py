@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -23,6 +24,7 @@ from hearth.supervisor import Instance, LogBook
 if TYPE_CHECKING:
     from hearth.gateway.proxy import Exchange
 
+log = logging.getLogger("hearth.metrics")
 WINDOW = 5  # seconds behind the rates `hearth top` shows
 PRUNE_EVERY = 3600  # seconds between two removals of rolled-up rows past their week
 KEEP = 7 * 24 * 3600
@@ -102,7 +104,10 @@ class Monitor:
     async def run(self, interval: float = 1.0) -> None:
         while True:
             await asyncio.sleep(interval)
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # a full disk, say: the next second tries again
+                log.exception("monitoring tick failed")
 
     # the access log
 
