@@ -233,3 +233,16 @@ def test_spans_go_to_an_otlp_collector(tmp_path, fn_dir):
     assert not second.parent_span_id  # the trace started at the gateway
     assert second.status.code == 2  # ERROR: the function answered 500
     assert skipped.headers["traceparent"].split("-")[2] not in spans  # not sampled: not sent
+
+
+def test_the_charts_survive_a_restart(fresh_daemon, fn_dir):
+    daemon = fresh_daemon.start()
+    daemon.deploy(fn_dir("kept", {"main.py": ECHO}))
+    for _ in range(12):
+        assert daemon.get("/fn/kept/").status_code == 200
+    assert daemon.stop() == 0
+    daemon.start()
+    with daemon.api_client() as api:
+        points = api.get("/v1/functions/kept/metrics", params={"seconds": 900}).json()["points"]
+    assert sum(round(p["rps"] * p["seconds"]) for p in points) == 12
+    assert any(p["seconds"] == 60 for p in points)  # the minute kept at shutdown

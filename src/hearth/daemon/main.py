@@ -224,7 +224,7 @@ async def serve(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    monitor.tick()  # the last requests' access lines (and spans)
+    monitor.close()  # the last requests' access lines (and spans), the minute in progress
     if spans is not None:
         await asyncio.to_thread(spans.close)  # sends what is batched
     await gateway.close()

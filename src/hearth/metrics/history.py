@@ -108,6 +108,10 @@ class History:
         minute.add(point, buckets)
         return done
 
+    def unfinished(self) -> list[tuple[str, Point]]:
+        """The minutes in progress, rolled up as far as they go (kept at shutdown)."""
+        return [(function, minute.point()) for function, minute in self._minutes.items()]
+
     def points(self, function: str, since: float) -> list[Point]:
         return [p for p in self.rings.get(function, ()) if p.t >= since]
 

@@ -85,6 +85,7 @@ class Monitor:
         self.spans = spans
         self.clock = clock
         self.history = History()
+        self.started = clock()
         self.tracks: dict[int, Track] = {}  # by id(pool)
         self._pruned = 0.0
 
@@ -108,6 +109,12 @@ class Monitor:
                 self.tick()
             except Exception:  # a full disk, say: the next second tries again
                 log.exception("monitoring tick failed")
+
+    def close(self) -> None:
+        """The last requests' access lines and spans, and the minute in progress."""
+        self.tick()
+        for function, minute in self.history.unfinished():
+            self.store.add_rollup(function, minute.row())
 
     # the access log
 
@@ -177,7 +184,9 @@ class Monitor:
 
     def series(self, function: str, seconds: float) -> list[dict[str, float]]:
         """The function's points over the last `seconds`: 1 s points from memory; for the
-        time before the ring (a restart, or more than 15 minutes), the minute rows."""
+        time before the ring (a restart, or more than 15 minutes), the minute rows: those
+        of this process that end before the ring begins, and every one of an earlier
+        process (kept at its shutdown, the minute in progress included)."""
         now = self.clock()
         since = now - seconds
         recent = self.history.points(function, since)
@@ -185,7 +194,7 @@ class Monitor:
         older = [
             Point(**row)
             for row in self.store.rollups(function, since - 60)
-            if row["t"] + 60 <= first and row["t"] >= since - 60
+            if row["t"] + 60 <= first or (row["t"] < self.started and row["t"] < first)
         ]
         return [p.shown() for p in (*older, *recent)]
 
