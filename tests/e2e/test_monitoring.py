@@ -220,6 +220,7 @@ def test_spans_go_to_an_otlp_collector(tmp_path, fn_dir):
     finally:
         assert daemon.stop() == 0  # the last spans are sent on the way out
         collector.server.shutdown()
+        collector.server.server_close()
     spans = {span.span_id.hex(): span for span in collector.spans()}
     first = spans[continued.headers["traceparent"].split("-")[2]]
     assert first.trace_id.hex() == trace and first.parent_span_id.hex() == parent
