@@ -219,7 +219,7 @@ def cpu_seconds(pid: int) -> float | None:
 def _buckets(counts: list[int]) -> list[tuple[str, float]]:
     """Per-bucket counts as Prometheus' cumulative `le` buckets."""
     total = 0
-    out = []
+    out: list[tuple[str, float]] = []
     for bound, count in zip((*BUCKETS, float("inf")), counts, strict=True):
         total += count
         out.append(("+Inf" if bound == float("inf") else repr(bound), total))

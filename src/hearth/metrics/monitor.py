@@ -186,7 +186,7 @@ class Monitor:
     def current(self) -> list[dict[str, Any]]:
         """Each serving version over the last WINDOW seconds: what `hearth top` shows."""
         memory = self.memory()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name, route in self.gateway.routes.items():
             for pool in route.pools:
                 track = self.tracks.get(id(pool))
