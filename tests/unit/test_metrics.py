@@ -60,7 +60,7 @@ def test_request_ids_must_be_short_and_printable():
 def test_seconds_roll_up_into_minutes():
     history = History(seconds=120)
     buckets = [0] * (len(BUCKETS) + 1)
-    buckets[5] = 10
+    buckets[4] = 10  # (3 ms, 5 ms]
     done = []
     for t in range(600, 600 + 125):
         point = Point(t, 1, 10, 1 if t % 2 else 0, 0.004, 0.005, 2 + (t == 610), 1, 0, 100)

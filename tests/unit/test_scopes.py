@@ -22,12 +22,15 @@ TABLE = {
     ("POST", "/v1/functions/{name}/rollback"): {ADMIN, OWN},
     ("GET", "/v1/functions/{name}/events"): {ADMIN, READ, OWN},
     ("GET", "/v1/functions/{name}/logs"): {ADMIN, READ, OWN},
+    ("GET", "/v1/functions/{name}/metrics"): {ADMIN, READ, OWN},
     ("GET", "/v1/functions/{name}/keys"): {ADMIN, READ, OWN},
     ("POST", "/v1/functions/{name}/keys"): {ADMIN, OWN},
     ("DELETE", "/v1/functions/{name}/keys/{id}"): {ADMIN, OWN},
     ("GET", "/v1/functions/{name}/secrets"): {ADMIN, READ, OWN},
     ("PUT", "/v1/functions/{name}/secrets/{key}"): {ADMIN, OWN},
     ("DELETE", "/v1/functions/{name}/secrets/{key}"): {ADMIN, OWN},
+    ("GET", "/v1/metrics"): {ADMIN, READ, OWN},
+    ("GET", "/metrics"): {ADMIN, READ},  # every function's numbers
     ("GET", "/v1/tokens"): {ADMIN},
     ("POST", "/v1/tokens"): {ADMIN},
     ("DELETE", "/v1/tokens/{id}"): {ADMIN},
@@ -37,7 +40,7 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _operations():
-    document = create_app(None, None, None).openapi()  # type: ignore[arg-type]
+    document = create_app(None, None, None, None).openapi()  # type: ignore[arg-type]
     return {
         (method.upper(), path)
         for path, operations in document["paths"].items()
