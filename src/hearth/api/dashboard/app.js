@@ -173,10 +173,12 @@ function duration(seconds) {
   return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
 }
 
+const clock24 = { hour12: false };
+
 function when(unix) {
   const date = new Date(unix * 1000);
   const today = date.toDateString() === new Date().toDateString();
-  return today ? date.toLocaleTimeString() : date.toLocaleString();
+  return today ? date.toLocaleTimeString([], clock24) : date.toLocaleString([], clock24);
 }
 
 /** {"3": 90, "4": 10} as "v3 90% · v4 10%"; one version as "v3". */
@@ -192,10 +194,10 @@ function split(traffic) {
 /** y from zero, so that a flat line near zero does not look like a storm. */
 const fromZero = (u, min, max) => [0, max > 0 ? max * 1.1 : 1];
 
-/** Time ticks as the local clock, with seconds when ticks are under a minute apart
+/** Time ticks as a 24 hour clock, with seconds when ticks are under a minute apart
  * (uPlot's own labels add dates on a second line, crowded at 15 minutes). */
 function clock(u, ticks, axis, space, increment) {
-  const shape = { hour: "2-digit", minute: "2-digit" };
+  const shape = { hour: "2-digit", minute: "2-digit", ...clock24 };
   if (increment < 60) shape.second = "2-digit";
   return ticks.map((t) => new Date(t * 1000).toLocaleTimeString([], shape));
 }
@@ -228,7 +230,7 @@ function chart(element, series, { width, height = 180 } = {}) {
       padding: [2, 0, 2, 0],
     });
   } else {
-    options.axes = [{ values: clock, space: 60 }, { size: 50 }];
+    options.axes = [{ values: clock, space: 80 }, { size: 50 }];
   }
   const u = new uPlot(options, [[], ...series.map(() => [])], element);
   if (!spark) {
