@@ -11,14 +11,6 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright for Python is missing: pip install -e '.[dev]'"
-)
-CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install -y chromium)"
-)
-
 V1 = 'def handle(request):\n    return "one"\n'
 V2 = 'def handle(request):\n    return "two"\n'
 # What the page shows of its charts: window.hearth.charts (uPlot), `.data[1]` the first line.
@@ -27,8 +19,15 @@ HAS_DATA = "name => (window.hearth.charts[name]?.data[1] ?? []).some(v => v > 0)
 
 @pytest.fixture(scope="module")
 def browser():
+    """Debian's Chromium, headless; the tests that need it are skipped without it."""
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="Playwright for Python is missing: pip install -e '.[dev]'"
+    )
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("no chromium on PATH (Debian: apt-get install -y chromium)")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        browser = playwright.chromium.launch(executable_path=chromium)
         yield browser
         browser.close()
 
