@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 from starlette.responses import Response
@@ -50,6 +52,18 @@ from hearth.store import Store
 from hearth.supervisor import Supervisor
 
 OPEN_PATHS = frozenset({"/v1/health", "/docs", "/openapi.json"})
+DASHBOARD = Path(__file__).parent / "dashboard"
+# The dashboard's files hold no data (each call they make sends the token the user typed);
+# the policy keeps them from loading anything but themselves and from being framed.
+DASHBOARD_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",  # revalidated (ETag): a new Hearth's dashboard at once
+}
 BUNDLE_TYPE = "application/gzip"
 NDJSON = "application/x-ndjson"
 TOKEN_HELP = (
@@ -96,6 +110,10 @@ def create_app(
         # Before routing and before any body is read: nothing is open by mistake. The path
         # is the one routing matches (decoded), so the scope decides on what will run.
         path = request.scope["path"]
+        if is_dashboard(request.method, path):
+            response = await call_next(request)
+            response.headers.update(DASHBOARD_HEADERS)
+            return response
         if path not in OPEN_PATHS:
             header = request.headers.get("authorization", "")
             scheme, _, token = header.partition(" ")
@@ -329,7 +347,28 @@ def create_app(
         return {"function": name, "points": monitor.series(name, seconds)}
 
     app.include_router(access_routes(plane, store))
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        """The dashboard's page; it asks for a token and calls this API with it."""
+        return FileResponse(DASHBOARD / "index.html")
+
+    app.mount("/ui", StaticFiles(directory=DASHBOARD), name="ui")
     return app
+
+
+def is_dashboard(method: str, path: str) -> bool:
+    """Whether a request is for the dashboard's static files, served without a token so
+    that a browser can show the login page: GET or HEAD of exactly `/`, or of a file under
+    `/ui/` named plainly (no empty, `.` or `..` segment, though StaticFiles would refuse
+    those too). Anything else, `/ui` itself included, needs a token as before."""
+    if method not in ("GET", "HEAD"):
+        return False
+    if path == "/":
+        return True
+    if not path.startswith("/ui/"):
+        return False
+    return all(part not in ("", ".", "..") for part in path[len("/ui/") :].split("/"))
 
 
 def _scope(request: Request) -> Scope:
