@@ -35,8 +35,8 @@ TARGETS = [
         ">=",
     ),
     (
-        "metrics on: asgi-hello >= 0.97x the same daemon with --no-metrics",
-        lambda d: d["ratios"].get("asgi-hello.hearth/hearth-metrics-off"),
+        "counting on: asgi-hello >= 0.97x the same daemon with --no-metrics (both --no-access-log)",
+        lambda d: d["ratios"].get("asgi-hello.hearth-no-access-log/hearth-metrics-off"),
         0.97,
         ">=",
     ),

@@ -369,13 +369,17 @@ def main() -> None:
         asgi_direct = Uvicorn(APPS / "asgi-hello", "main:app", {})
         servers.append(asgi_direct)
         hearth.deploy(APPS / "asgi-hello")
-        # The same daemon without counting requests: what metrics cost on the hot path.
-        uncounted = Hearth(work / "data-metrics-off", "--no-metrics")
-        servers.append(uncounted)
-        uncounted.deploy(APPS / "asgi-hello")
+        # The same daemon without its access log, and without counting either: what each
+        # costs (side by side, on a load the proxy is the limit of).
+        unlogged = Hearth(work / "data-no-access-log", "--no-access-log")
+        uncounted = Hearth(work / "data-metrics-off", "--no-access-log", "--no-metrics")
+        servers += [unlogged, uncounted]
+        for daemon in (unlogged, uncounted):
+            daemon.deploy(APPS / "asgi-hello")
         asgi = {
             "direct": asgi_direct.url,
             "hearth": f"{hearth.url}/fn/asgi-hello/",
+            "hearth-no-access-log": f"{unlogged.url}/fn/asgi-hello/",
             "hearth-metrics-off": f"{uncounted.url}/fn/asgi-hello/",
         }
         if Nginx.available():
@@ -383,8 +387,9 @@ def main() -> None:
             servers.append(asgi_nginx)
             asgi["nginx"] = asgi_nginx.url
         results += throughput("asgi-hello", asgi, rounds, seconds, warmup)
-        uncounted.stop()
-        servers.remove(uncounted)
+        for daemon in (unlogged, uncounted):
+            daemon.stop()
+            servers.remove(daemon)
         print("bench: hello beside a CPU-burning neighbour", flush=True)
         neighbour: dict[str, dict[str, dict[str, float]]] = {}
         for daemon, system in ((hearth, "hearth"), (bare, "hearth-sandbox-off")):
@@ -504,8 +509,11 @@ def main() -> None:
         },
         "asgi-hello.hearth/direct": ratio(("asgi-hello", "hearth"), ("asgi-hello", "direct")),
         "asgi-hello.nginx/direct": ratio(("asgi-hello", "nginx"), ("asgi-hello", "direct")),
-        "asgi-hello.hearth/hearth-metrics-off": ratio(
-            ("asgi-hello", "hearth"), ("asgi-hello", "hearth-metrics-off")
+        "asgi-hello.hearth-no-access-log/hearth-metrics-off": ratio(
+            ("asgi-hello", "hearth-no-access-log"), ("asgi-hello", "hearth-metrics-off")
+        ),
+        "asgi-hello.hearth/hearth-no-access-log": ratio(
+            ("asgi-hello", "hearth"), ("asgi-hello", "hearth-no-access-log")
         ),
         "hello.process-per-request/direct": ratio(
             ("hello", "process-per-request"), ("hello", "direct")

@@ -19,7 +19,8 @@ class DaemonConfig:
     max_bundle: int = 50 * 1000**2
     sandbox: str = "auto"  # off | auto | strict (hearth.sandbox.plan)
     index_url: str | None = None  # the package index environments are built from
-    metrics: bool = True  # count requests (metrics, history, access log) in the gateway
+    metrics: bool = True  # count requests in the gateway (metrics, history, top)
+    access_log: bool = True  # a line per request in the function's access log
     otlp: str | None = None  # an OpenTelemetry collector's endpoint: a span per request
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
 

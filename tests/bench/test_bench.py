@@ -67,7 +67,8 @@ def test_quick_run_measures_every_scenario(tmp_path):
     data = json.loads((tmp_path / "latest.json").read_text())
     rows = {(r["scenario"], r["system"]): r for r in data["results"]}
     expected = [("hello", "direct"), ("hello", "hearth"), ("hello", "process-per-request")]
-    expected += [("asgi-hello", s) for s in ("direct", "hearth", "hearth-metrics-off")]
+    systems = ("direct", "hearth", "hearth-no-access-log", "hearth-metrics-off")
+    expected += [("asgi-hello", s) for s in systems]
     assert set(data["neighbour_ms"]) == {"hearth", "hearth-sandbox-off"}
     assert data["neighbour_ms"]["hearth"]["beside"]["p99"] > 0
     assert [v["instances"] for v in data["many"].values()] == [10, 20]

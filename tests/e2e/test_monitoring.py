@@ -18,6 +18,8 @@ import os
 def handle(request):
     if request.query_params.get("fail"):
         raise RuntimeError("asked to fail")
+    if request.query_params.get("spin"):
+        sum(range(3_000_000))  # CPU time the scrape must see (more than a clock tick)
     return {
         "request_id": request.headers.get("x-request-id"),
         "traceparent": request.headers.get("traceparent"),
@@ -46,8 +48,9 @@ def value(families, name, suffix="", **labels) -> float:
 
 def test_metrics_count_what_was_sent(daemon, fn_dir):
     daemon.deploy(fn_dir("watched", {"main.py": ECHO}))
-    for _ in range(20):
+    for _ in range(19):
         assert daemon.get("/fn/watched/").status_code == 200
+    assert daemon.get("/fn/watched/?spin=1").status_code == 200
     for _ in range(3):
         assert daemon.get("/fn/watched/?fail=1").status_code == 500
     assert daemon.get("/fn/nobody-here/").status_code == 404

@@ -2,7 +2,7 @@
 
 import re
 
-from hearth.gateway.meter import CLIENT_GONE
+from hearth.gateway.meter import CLIENT_GONE, Finished
 from hearth.gateway.routes import RouteLimits
 from tests.gateway.fakes import OK, Setup
 
@@ -71,8 +71,15 @@ async def test_the_meter_counts_answers_by_class_with_durations(setup):
     assert meter.codes[2] == 1 and meter.requests == 1
     assert meter.bytes_in == 3 and meter.bytes_out == len(setup.transport.take_raw())
     assert sum(meter.duration) == 1 and sum(meter.wait) == 1
-    [(_, _, instance, exchange)] = setup.gateway.take_records()
-    assert instance == "hello@1#1" and exchange.status == 200
+    [raw] = setup.gateway.take_records()
+    record = Finished._make(raw)
+    assert (record.instance, record.status, record.into, record.function) == (
+        "hello@1#1",
+        200,
+        3,
+        "hello",
+    )
+    assert record.method == b"POST" and record.out == meter.bytes_out
     assert setup.gateway.take_records() == []
 
 
@@ -87,14 +94,19 @@ async def test_refusals_and_clients_that_leave_are_counted():
     assert setup.pool.meter.codes[5] == 1  # 503
     setup.client.connection_lost(None)  # the first client leaves before its answer
     assert setup.pool.meter.codes[4] == 1
-    statuses = sorted(e.status for *_, e in setup.gateway.take_records())
+    statuses = sorted(Finished._make(r).status for r in setup.gateway.take_records())
     assert statuses == [CLIENT_GONE, 503]
 
 
-async def test_counting_can_be_turned_off(setup):
+async def test_counting_and_keeping_can_be_turned_off(setup):
     setup.gateway.metering = False
     setup.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
     setup.upstreams[0].transport.take_raw()
     setup.reply(OK)
-    assert setup.pool.meter.requests == 0 and setup.gateway.take_records() == []
+    assert setup.pool.meter.requests == 0 and len(setup.gateway.take_records()) == 1
     assert setup.transport.take() == OK  # the ids are still given
+    setup.gateway.metering, setup.gateway.keeping = True, False
+    setup.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    setup.upstreams[0].transport.take_raw()
+    setup.reply(OK)
+    assert setup.pool.meter.requests == 1 and setup.gateway.take_records() == []

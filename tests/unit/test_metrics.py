@@ -90,3 +90,51 @@ def test_exit_reasons_and_forgetting():
     tally.started("b", 1, False, 0.02)
     tally.forget("a")
     assert list(tally.starts) == [("b", 1, False)] and not tally.exits and not tally.deploys
+
+
+def test_access_lines_are_json_whatever_the_client_sent():
+    import json
+    import marshal
+
+    from hearth.gateway.meter import Finished
+    from hearth.metrics.writer import Lines
+
+    raw = (
+        1795827697.25,
+        0.0123,
+        0.001,
+        200,
+        5,
+        321,
+        b"GET",
+        b'/fn/f/"quoted"\\and\xff?x=1',
+        b'id"with\\',
+        b"a" * 32,
+        b"b" * 16,
+        b"",
+        b"01",
+        None,
+        b"10.0.0.1",
+        "f",
+        3,
+    )
+    [back] = marshal.loads(marshal.dumps([raw]))  # as the writer receives it
+    assert Finished._make(back).url == raw[7]
+    row = json.loads(Lines().line(back))
+    plain = (*raw[:7], b"/fn/f/x?y=1", b"req-1", *raw[9:])
+    assert json.loads(Lines().line(plain))["path"] == "/fn/f/x?y=1"  # the fast way
+    assert row == {
+        "time": "2026-11-28T01:01:37.250Z",
+        "request_id": 'id"with\\',
+        "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        "method": "GET",
+        "path": '/fn/f/"quoted"\\and\xff?x=1',
+        "status": 200,
+        "bytes_in": 5,
+        "bytes_out": 321,
+        "duration_ms": 12.3,
+        "queue_ms": 1.0,
+        "instance": None,
+        "version": 3,
+        "client": "10.0.0.1",
+    }

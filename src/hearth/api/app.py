@@ -287,9 +287,18 @@ def create_app(
     ) -> Response:
         """The function's output (or its access log); with follow=true, without end."""
         plane.views.describe(name, brief=True)
-        book = monitor.access if access else plane.logs
+        book = monitor.access.book if access else plane.logs
         if not follow:
             return PlainTextResponse("".join(book.tail(name, tail)))
+        if access:  # written by the access log's own process: the file is watched
+
+            async def watched() -> AsyncIterator[str]:
+                for line in book.tail(name, tail):
+                    yield line
+                async for line in book.watch(name):
+                    yield line
+
+            return StreamingResponse(watched(), media_type="text/plain")
         queue = book.follow(name)
 
         async def stream() -> AsyncIterator[str]:

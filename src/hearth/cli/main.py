@@ -83,8 +83,14 @@ def up(
         bool,
         typer.Option(
             envvar="HEARTH_METRICS",
-            help="Count every request (metrics, charts, access log); off only to measure "
-            "what counting costs.",
+            help="Count every request (metrics, charts, top); off only to measure what "
+            "counting costs.",
+        ),
+    ] = True,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            envvar="HEARTH_ACCESS_LOG", help="A line per request in each function's access log."
         ),
     ] = True,
     otlp: Annotated[
@@ -123,6 +129,7 @@ def up(
         index_url=index_url,
         gateway=gateway,
         metrics=metrics,
+        access_log=access_log,
         otlp=otlp,
     )
     try:

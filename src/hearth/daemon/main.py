@@ -29,6 +29,7 @@ from hearth.control import ControlPlane, DeployError
 from hearth.control.inbox import Exited, LimitHit
 from hearth.gateway import Gateway
 from hearth.metrics import Tally
+from hearth.metrics.access import AccessLog
 from hearth.metrics.monitor import Monitor
 from hearth.sandbox.cgroups import Cgroups
 from hearth.sandbox.disks import own_namespace
@@ -128,7 +129,7 @@ async def serve(
     ensure_token(data_dir, store)
     vault = open_vault(data_dir, store, dict(os.environ))
     logs = LogBook(data_dir / "logs")
-    access = LogBook(data_dir / "logs" / "access")
+    access = AccessLog(data_dir / "logs" / "access")
     run_dir = run_dir_for(data_dir)
     gateway = Gateway(config.domain, config.gateway)
     try:
@@ -164,6 +165,8 @@ async def serve(
         tally=tally,
     )
     gateway.metering = config.metrics
+    gateway.keeping = config.access_log or bool(config.otlp)
+    access.enabled = config.access_log
     spans = None
     if config.otlp:
         from hearth.metrics.otlp import SpanExport  # the SDK loads only when asked for
@@ -224,7 +227,7 @@ async def serve(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    monitor.close()  # the last requests' access lines (and spans), the minute in progress
+    await monitor.close()  # the last access lines and spans, the minute in progress
     if spans is not None:
         await asyncio.to_thread(spans.close)  # sends what is batched
     await gateway.close()
@@ -233,7 +236,6 @@ async def serve(
     await api.shutdown()
     await supervisor.close()
     logs.close()
-    access.close()
     store.close()
     if run_dir.parent != data_dir:
         shutil.rmtree(run_dir, ignore_errors=True)

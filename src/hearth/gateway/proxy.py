@@ -328,22 +328,43 @@ class Exchange:
             self.pool.dequeue(self)
 
     def _account(self, backend: Backend | None) -> None:
-        """Count the finished request in its version's meter and the access records."""
+        """Count the finished request in its version's meter and keep it for the log."""
         pool = self.pool
         gateway = self.client.gateway
-        if not gateway.metering:
-            return
         if pool is None:
             gateway.unrouted += 1
             return
         if self.queued_at and not self.waited:  # it left the queue without an instance
             self.waited = time.perf_counter() - self.queued_at
         took = time.perf_counter() - self.born
-        pool.meter.record(self.status, took, self.waited, self.body_size, self.sent)
+        if gateway.metering:
+            pool.meter.record(self.status, took, self.waited, self.body_size, self.sent)
+        if not gateway.keeping:
+            return
         records = gateway.records
         if len(records) < MAX_RECORDS:
-            instance = backend.id if backend is not None else None
-            records.append((time.time(), took, instance, self))
+            trace = self.trace
+            records.append(  # a Finished, as a plain tuple
+                (
+                    time.time(),
+                    took,
+                    self.waited,
+                    self.status,
+                    self.body_size,
+                    self.sent,
+                    self.method,
+                    self.url,
+                    trace.request_id,
+                    trace.trace,
+                    trace.span,
+                    trace.parent,
+                    trace.flags,
+                    backend.id if backend is not None else None,
+                    self.client.peer,
+                    pool.name,
+                    pool.version,
+                )
+            )
         else:
             gateway.dropped += 1
 

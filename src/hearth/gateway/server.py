@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from hearth.gateway.config import GatewayConfig
-from hearth.gateway.proxy import ClientProtocol, Exchange
+from hearth.gateway.proxy import ClientProtocol
 from hearth.gateway.routes import Backend, Pool, Route
 
 SWEEP = 1.0  # seconds between passes over the connections' deadlines
@@ -25,15 +25,16 @@ class Gateway:
         self.per_client: Counter[bytes] = Counter()  # open connections by client address
         self.server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # Finished requests (time, seconds, instance id, exchange), taken by the access log
-        # once a second; beyond MAX_RECORDS waiting, counted in `dropped` instead.
-        self.records: list[tuple[float, float, str | None, Exchange]] = []
+        # Finished requests (hearth.gateway.meter.Finished, as plain tuples), taken by the
+        # monitor once a second; beyond MAX_RECORDS waiting, counted in `dropped` instead.
+        self.records: list[tuple[Any, ...]] = []
         self.dropped = 0
         self.unrouted = 0  # requests for no function (404 before any route)
         self.sampled = False  # the traceparent flag of traces started here: spans exported
-        self.metering = True  # count finished requests (meters, access records)
+        self.metering = True  # count finished requests in their version's meter
+        self.keeping = True  # keep finished requests (the access log, spans)
 
-    def take_records(self) -> list[tuple[float, float, str | None, Exchange]]:
+    def take_records(self) -> list[tuple[Any, ...]]:
         records, self.records = self.records, []
         return records
 

@@ -6,25 +6,25 @@ the gateway only counts (`hearth.gateway.meter`) and keeps finished requests asi
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from hearth.gateway import Gateway, Pool
-from hearth.gateway.meter import BUCKETS, quantile
+from hearth.gateway.meter import BUCKETS, Finished, quantile
+from hearth.metrics.access import AccessLog
 from hearth.metrics.exposition import Snapshot, render
 from hearth.metrics.history import History, Point
 from hearth.metrics.tally import Tally
-from hearth.supervisor import Instance, LogBook
-
-if TYPE_CHECKING:
-    from hearth.gateway.proxy import Exchange
+from hearth.supervisor import Instance
 
 log = logging.getLogger("hearth.metrics")
+# Finished requests go to the access log's writer this often: small batches keep its work
+# (formatting lines, on another core when there is one) as smooth as the traffic.
+FLUSH = 0.1
 WINDOW = 5  # seconds behind the rates `hearth top` shows
 PRUNE_EVERY = 3600  # seconds between two removals of rolled-up rows past their week
 KEEP = 7 * 24 * 3600
@@ -37,7 +37,7 @@ class Rollups(Protocol):
 
 
 class Spans(Protocol):
-    def export(self, records: list[tuple[float, float, str | None, Exchange]]) -> None: ...
+    def export(self, records: list[Finished]) -> None: ...
 
 
 @dataclass
@@ -72,7 +72,7 @@ class Monitor:
         gateway: Gateway,
         instances: Callable[[], Iterable[Instance]],
         store: Rollups,
-        access: LogBook,
+        access: AccessLog,
         tally: Tally,
         spans: Spans | None = None,
         clock: Callable[[], float] = time.time,
@@ -88,45 +88,42 @@ class Monitor:
         self.started = clock()
         self.tracks: dict[int, Track] = {}  # by id(pool)
         self._pruned = 0.0
+        self._sampled = -1  # the second of the last history point
 
-    def tick(self) -> None:
+    async def tick(self) -> None:
+        """The finished requests to the access log and the exporter; the meters into
+        history once a second."""
         records = self.gateway.take_records()
         if records:
-            self.write_access(records)
+            await self.access.write(records)
             if self.spans is not None:
-                self.spans.export(records)
-        self.sample(self.clock())
+                self.spans.export([Finished._make(r) for r in records])
+        now = self.clock()
+        if int(now) != self._sampled:
+            self._sampled = int(now)
+            self.sample(now)
 
     async def scrape(self) -> bytes:
         """The Prometheus exposition: counters copied here, rendered in a thread."""
         snapshot = Snapshot(self.gateway, self.tally, list(self.instances()))
         return await asyncio.to_thread(render, snapshot)
 
-    async def run(self, interval: float = 1.0) -> None:
+    async def run(self, interval: float = FLUSH) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
-                self.tick()
-            except Exception:  # a full disk, say: the next second tries again
+                await self.tick()
+            except Exception:  # a full disk, say: the next tick tries again
                 log.exception("monitoring tick failed")
 
-    def close(self) -> None:
-        """The last requests' access lines and spans, and the minute in progress."""
-        self.tick()
+    async def close(self) -> None:
+        """The last requests' access lines and spans, the minute in progress; then the
+        access log's writer ends, once it has written all."""
+        await self.tick()
+        self.sample(self.clock())  # what this second counted so far
         for function, minute in self.history.unfinished():
             self.store.add_rollup(function, minute.row())
-
-    # the access log
-
-    def write_access(self, records: list[tuple[float, float, str | None, Exchange]]) -> None:
-        lines: dict[str, list[str]] = {}
-        for at, took, instance, exchange in records:
-            pool = exchange.pool
-            if pool is None:
-                continue
-            lines.setdefault(pool.name, []).append(access_line(at, took, instance, exchange))
-        for function, batch in lines.items():
-            self.access.append(function, batch)
+        await self.access.close()
 
     # history
 
@@ -234,28 +231,3 @@ def _rates(track: Track | None) -> dict[str, float]:
         "p50_ms": round(quantile(buckets, 0.5) * 1000, 2),
         "p99_ms": round(quantile(buckets, 0.99) * 1000, 2),
     }
-
-
-def access_line(at: float, took: float, instance: str | None, exchange: Exchange) -> str:
-    """One request as a JSON line of the access log."""
-    pool = exchange.pool
-    trace = exchange.trace
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at % 1 * 1000):03d}Z"
-    return json.dumps(
-        {
-            "time": stamp,
-            "request_id": trace.request_id.decode("latin-1"),
-            "traceparent": trace.traceparent.decode(),
-            "method": exchange.method.decode("latin-1"),
-            "path": exchange.url.decode("latin-1"),
-            "status": exchange.status,
-            "bytes_in": exchange.body_size,
-            "bytes_out": exchange.sent,
-            "duration_ms": round(took * 1000, 3),
-            "queue_ms": round(exchange.waited * 1000, 3),
-            "instance": instance,
-            "version": pool.version if pool is not None else None,
-            "client": exchange.client.peer.decode("latin-1"),
-        },
-        separators=(",", ":"),
-    )

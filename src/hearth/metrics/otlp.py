@@ -6,7 +6,6 @@ request (its traceparent), so the function's own spans hang under it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -23,8 +22,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-if TYPE_CHECKING:
-    from hearth.gateway.proxy import Exchange
+from hearth.gateway.meter import Finished
 
 
 class _Given(IdGenerator):
@@ -52,41 +50,39 @@ class SpanExport:
         self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url)))
         self.tracer = self.provider.get_tracer("hearth.gateway")
 
-    def export(self, records: Sequence[tuple[float, float, str | None, Exchange]]) -> None:
-        for at, took, instance, exchange in records:
-            trace = exchange.trace
-            pool = exchange.pool
-            if not int(trace.flags, 16) & 1 or pool is None:
+    def export(self, records: Sequence[Finished]) -> None:
+        for r in records:
+            flags = int(r.flags, 16)
+            if not flags & 1:
                 continue  # not sampled: the caller decided so
-            trace_id = int(trace.trace, 16)
+            trace_id = int(r.trace, 16)
             context = None
-            if trace.parent:
-                parent = SpanContext(
-                    trace_id, int(trace.parent, 16), True, TraceFlags(int(trace.flags, 16))
-                )
+            if r.parent:
+                parent = SpanContext(trace_id, int(r.parent, 16), True, TraceFlags(flags))
                 context = set_span_in_context(NonRecordingSpan(parent))
-            self.ids.trace_id, self.ids.span_id = trace_id, int(trace.span, 16)
+            self.ids.trace_id, self.ids.span_id = trace_id, int(r.span, 16)
+            method = r.method.decode("latin-1")
             span = self.tracer.start_span(
-                f"{exchange.method.decode('latin-1')} {pool.name}",
+                f"{method} {r.function}",
                 context=context,
                 kind=SpanKind.SERVER,
-                start_time=int((at - took) * 1e9),
+                start_time=int((r.at - r.took) * 1e9),
                 attributes={
-                    "http.request.method": exchange.method.decode("latin-1"),
-                    "url.path": exchange.url.decode("latin-1"),
-                    "http.response.status_code": exchange.status,
-                    "client.address": exchange.client.peer.decode("latin-1"),
-                    "hearth.request_id": trace.request_id.decode("latin-1"),
-                    "hearth.function": pool.name,
-                    "hearth.version": pool.version,
-                    "hearth.instance": instance or "",
-                    "hearth.queue_wait_ms": round(exchange.waited * 1000, 3),
-                    "hearth.upstream_ms": round((took - exchange.waited) * 1000, 3),
+                    "http.request.method": method,
+                    "url.path": r.url.decode("latin-1"),
+                    "http.response.status_code": r.status,
+                    "client.address": r.client.decode("latin-1"),
+                    "hearth.request_id": r.request_id.decode("latin-1"),
+                    "hearth.function": r.function,
+                    "hearth.version": r.version,
+                    "hearth.instance": r.instance or "",
+                    "hearth.queue_wait_ms": round(r.waited * 1000, 3),
+                    "hearth.upstream_ms": round((r.took - r.waited) * 1000, 3),
                 },
             )
-            if exchange.status >= 500:
+            if r.status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
-            span.end(end_time=int(at * 1e9))
+            span.end(end_time=int(r.at * 1e9))
 
     def close(self) -> None:
         self.provider.shutdown()

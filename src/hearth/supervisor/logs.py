@@ -11,8 +11,9 @@ import contextlib
 import os
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO
+from typing import TextIO
 
 
 class LogBook:
@@ -21,7 +22,7 @@ class LogBook:
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.keep = keep
-        self._files: dict[str, IO[str]] = {}
+        self._files: dict[str, TextIO] = {}
         self._followers: dict[str, set[asyncio.Queue[str]]] = {}
 
     def path(self, function: str) -> Path:
@@ -47,6 +48,16 @@ class LogBook:
                 with contextlib.suppress(asyncio.QueueFull):  # a follower that lags loses lines
                     queue.put_nowait(line + "\n")
 
+    def append_bytes(self, function: str, data: bytes) -> None:
+        """Whole lines, already encoded (UTF-8 or ASCII), in one write; no followers (the
+        access log's writer, a process of its own, has none: readers watch the file)."""
+        fh = self._file(function)
+        fh.flush()
+        fh.buffer.write(data)
+        fh.buffer.flush()
+        if fh.tell() > self.max_bytes:
+            self._rotate(function)
+
     def tail(self, function: str, lines: int) -> list[str]:
         path = self.path(function)
         if not path.exists() or lines <= 0:
@@ -58,6 +69,34 @@ class LogBook:
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=10_000)
         self._followers.setdefault(function, set()).add(queue)
         return queue
+
+    async def watch(self, function: str, every: float = 0.25) -> AsyncIterator[str]:
+        """New lines of the function's file as another process writes them (polled; a
+        rotation starts over at the new file)."""
+        path = self.path(function)
+        try:
+            stat = path.stat()
+            inode, position = stat.st_ino, stat.st_size
+        except FileNotFoundError:
+            inode, position = None, 0
+        pending = b""
+        while True:
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                await asyncio.sleep(every)
+                continue
+            if stat.st_ino != inode or stat.st_size < position:
+                inode, position, pending = stat.st_ino, 0, b""
+            if stat.st_size > position:
+                with path.open("rb") as fh:
+                    fh.seek(position)
+                    data = fh.read(stat.st_size - position)
+                position += len(data)
+                *lines, pending = (pending + data).split(b"\n")
+                for line in lines:
+                    yield line.decode(errors="replace") + "\n"
+            await asyncio.sleep(every)
 
     def unfollow(self, function: str, queue: asyncio.Queue[str]) -> None:
         self._followers.get(function, set()).discard(queue)
@@ -75,7 +114,7 @@ class LogBook:
             fh.close()
         self._files.clear()
 
-    def _file(self, function: str) -> IO[str]:
+    def _file(self, function: str) -> TextIO:
         fh = self._files.get(function)
         if fh is None:
             fh = self._files[function] = self.path(function).open("a", encoding="utf-8")
