@@ -202,6 +202,16 @@ function clock(u, ticks, axis, space, increment) {
   return ticks.map((t) => new Date(t * 1000).toLocaleTimeString([], shape));
 }
 
+/** Axis values short enough for the axis: 1.5k, 30k, 2M (uPlot's own would be cut). */
+function compact(u, ticks) {
+  return ticks.map((v) => {
+    const size = Math.abs(v);
+    if (size >= 1e6) return `${+(v / 1e6).toFixed(1)}M`;
+    if (size >= 1e3) return `${+(v / 1e3).toFixed(1)}k`;
+    return `${+v.toFixed(2)}`;
+  });
+}
+
 /** A uPlot chart in `element`: `series` are the label and color of each line after x. A
  * chart follows its element's width; a sparkline (given `width`) is bare and fixed. */
 function chart(element, series, { width, height = 180 } = {}) {
@@ -230,7 +240,7 @@ function chart(element, series, { width, height = 180 } = {}) {
       padding: [2, 0, 2, 0],
     });
   } else {
-    options.axes = [{ values: clock, space: 80 }, { size: 50 }];
+    options.axes = [{ values: clock, space: 80 }, { size: 50, values: compact }];
   }
   const u = new uPlot(options, [[], ...series.map(() => [])], element);
   if (!spark) {
