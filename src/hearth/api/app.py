@@ -259,10 +259,17 @@ def create_app(
         data = await read_bundle(request, plane.config.max_bundle)
         return StreamingResponse(deploy_stream(plane, name, data), media_type=NDJSON)
 
-    @app.delete("/v1/functions/{name}", response_model=Removed, responses=declare(404))
-    async def remove(name: Name) -> dict[str, Any]:
-        await plane.rollouts.remove(name)
-        return {"removed": name}
+    @app.delete("/v1/functions/{name}", response_model=Removed, responses=declare(404, 422))
+    async def remove(
+        name: Name,
+        purge: Annotated[
+            bool,
+            BeforeValidator(_strict_bool),
+            Query(description="Remove its data (HEARTH_DATA) too; else it is kept."),
+        ] = False,
+    ) -> dict[str, Any]:
+        """Drain, stop and forget the function; its data stays unless purge=true."""
+        return await plane.rollouts.remove(name, purge)
 
     @app.get(
         "/v1/functions/{name}/logs",

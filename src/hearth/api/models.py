@@ -237,6 +237,10 @@ class MetricsNow(Answer):
 
 class Removed(Answer):
     removed: str
+    data: str | None = Field(
+        description="Where its data (HEARTH_DATA) is kept; null once purged (or if none)."
+    )
+    purged: bool
 
 
 class TokenInfo(Answer):

@@ -464,13 +464,26 @@ def invoke(
 
 
 @app.command()
-def rm(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
-    """Drain and stop a function, and forget it."""
-    result = Api.discover(data).request("DELETE", f"/v1/functions/{name}")
+def rm(
+    name: str,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Remove its data (HEARTH_DATA) too.")
+    ] = False,
+    data: DataDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Drain and stop a function, and forget it; its data is kept unless --purge."""
+    params = {"purge": "true"} if purge else {}
+    result = Api.discover(data).request("DELETE", f"/v1/functions/{name}", params=params)
     if as_json:
         print(json.dumps(result))
+    elif result.get("data"):
+        out.print(
+            f"removed {name}; its data is kept in {result['data']} "
+            f"(`hearth rm {name} --purge` removes it)"
+        )
     else:
-        out.print(f"removed {name}")
+        out.print(f"removed {name}" + (" and its data" if purge else ""))
 
 
 if __name__ == "__main__":
