@@ -55,3 +55,25 @@ def test_data_is_kept_across_versions_and_removal_until_purged(daemon, fn_dir):
     code, purged = removal(daemon, "notebook", "--purge")
     assert code == 0 and purged["data"] is None
     assert removal(daemon, "notebook", "--purge")[0] != 0  # nothing left: 404
+
+
+def test_hearth_data_looks_into_the_folder(daemon, fn_dir, tmp_path):
+    daemon.deploy(fn_dir("diary", {"main.py": NOTEBOOK}))
+    assert daemon.get("/fn/diary/?add=written-by-the-function").status_code == 200
+    listing = json.loads(daemon.cli("data", "diary", "ls", "--json", check=True).stdout)
+    names = {e["name"] for e in listing["entries"]} - {"lost+found"}  # ext4's own, if a disk
+    assert names == {"notes.txt"}
+    got = daemon.cli("data", "diary", "get", "notes.txt", check=True).stdout
+    assert got == "written-by-the-function\n"
+    upload = tmp_path / "notes.txt"
+    upload.write_text("from the operator\n")
+    daemon.cli("data", "diary", "put", "notes.txt", str(upload), check=True)
+    # owned by the function: it reads and appends to what was put
+    assert daemon.get("/fn/diary/?add=again").text == "from the operator\nagain\n"
+    daemon.cli("data", "diary", "put", "sub/dir/x.bin", str(upload), check=True)
+    table = daemon.cli("data", "diary", "ls", "sub/dir", check=True).stdout
+    assert "x.bin" in table
+    refused = daemon.cli("data", "diary", "get", "../../hearth.db")
+    assert refused.returncode != 0 and "path" in refused.stderr
+    assert daemon.cli("data", "diary", "get", "nothing.txt").returncode != 0
+    assert daemon.cli("data", "nobody", "ls").returncode != 0

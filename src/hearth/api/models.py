@@ -235,6 +235,23 @@ class MetricsNow(Answer):
     versions: list[VersionNow] = Field(description="Serving versions, busiest first.")
 
 
+class DataEntry(Answer):
+    name: str
+    kind: Literal["file", "dir", "link", "other"]
+    size: int
+    modified: float
+
+
+class DataListing(Answer):
+    path: str
+    entries: list[DataEntry]
+
+
+class DataWritten(Answer):
+    path: str
+    bytes: int
+
+
 class Removed(Answer):
     removed: str
     data: str | None = Field(

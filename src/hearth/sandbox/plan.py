@@ -145,6 +145,10 @@ class Planner:
             self.disks.ready(function, disk, uid)
         return places
 
+    def data_folder(self, function: str) -> Path:
+        """Where the function's data (HEARTH_DATA) is, as the daemon sees it."""
+        return self.data_dir / "functions" / function / "data"
+
     def forget(self, function: str, purge: bool = False) -> Path | None:
         """Remove the function's sockets, temporary files and cgroups; its disk is
         unmounted. Its data stays (the folder is returned), unless `purge`: then it goes
