@@ -23,6 +23,8 @@ TABLE = {
     ("GET", "/v1/functions/{name}/events"): {ADMIN, READ, OWN},
     ("GET", "/v1/functions/{name}/logs"): {ADMIN, READ, OWN},
     ("GET", "/v1/functions/{name}/metrics"): {ADMIN, READ, OWN},
+    ("GET", "/v1/functions/{name}/data"): {ADMIN, READ, OWN},
+    ("PUT", "/v1/functions/{name}/data"): {ADMIN, OWN},
     ("GET", "/v1/functions/{name}/keys"): {ADMIN, READ, OWN},
     ("POST", "/v1/functions/{name}/keys"): {ADMIN, OWN},
     ("DELETE", "/v1/functions/{name}/keys/{id}"): {ADMIN, OWN},

@@ -28,6 +28,8 @@ from hearth.api.errors import NAME_RULE, declare
 from hearth.api.models import (
     DEPLOY_LINE_SCHEMA,
     Change,
+    DataListing,
+    DataWritten,
     Event,
     FunctionBrief,
     FunctionDetail,
@@ -47,6 +49,7 @@ from hearth.api.scopes import Scope, allowed
 from hearth.control import ControlPlane
 from hearth.metrics.exposition import CONTENT_TYPE
 from hearth.metrics.monitor import WINDOW, Monitor
+from hearth.sandbox import reach
 from hearth.spec import NAME
 from hearth.store import Store
 from hearth.supervisor import Supervisor
@@ -65,6 +68,28 @@ DASHBOARD_HEADERS = {
     "Cache-Control": "no-cache",  # revalidated (ETag): a new Hearth's dashboard at once
 }
 BUNDLE_TYPE = "application/gzip"
+OCTETS = "application/octet-stream"
+MAX_DATA_FILE = 64 * 1024**2  # a file read or written through `hearth data`
+# A step of a path: 1-255 bytes, no '/' or NUL, not '.' nor '..'.
+_STEP = r"(?:[^/.\x00][^/\x00]{0,254}|\.[^/.\x00][^/\x00]{0,253}|\.\.[^/\x00]{1,253})"
+DataPath = Annotated[
+    str,
+    Query(
+        max_length=4096,
+        pattern=f"^/?(?:{_STEP}/)*(?:{_STEP})?$",
+        description="A path inside the data folder ('' is the folder itself); no '.' or "
+        "'..' steps, each step at most 255 characters.",
+    ),
+]
+DataFile = Annotated[
+    str,
+    Query(
+        max_length=4096,
+        pattern=f"^/?(?:{_STEP}/)*{_STEP}$",
+        description="A file's path inside the data folder: no '.' or '..' steps, each "
+        "step at most 255 characters.",
+    ),
+]
 NDJSON = "application/x-ndjson"
 TOKEN_HELP = (
     "missing or invalid token: send 'Authorization: Bearer <token>' "
@@ -259,10 +284,17 @@ def create_app(
         data = await read_bundle(request, plane.config.max_bundle)
         return StreamingResponse(deploy_stream(plane, name, data), media_type=NDJSON)
 
-    @app.delete("/v1/functions/{name}", response_model=Removed, responses=declare(404))
-    async def remove(name: Name) -> dict[str, Any]:
-        await plane.rollouts.remove(name)
-        return {"removed": name}
+    @app.delete("/v1/functions/{name}", response_model=Removed, responses=declare(404, 422))
+    async def remove(
+        name: Name,
+        purge: Annotated[
+            bool,
+            BeforeValidator(_strict_bool),
+            Query(description="Remove its data (HEARTH_DATA) too; else it is kept."),
+        ] = False,
+    ) -> dict[str, Any]:
+        """Drain, stop and forget the function; its data stays unless purge=true."""
+        return await plane.rollouts.remove(name, purge)
 
     @app.get(
         "/v1/functions/{name}/logs",
@@ -354,6 +386,71 @@ def create_app(
     ) -> dict[str, Any]:
         plane.views.describe(name, brief=True)
         return {"function": name, "points": monitor.series(name, seconds)}
+
+    def data_root(name: str) -> tuple[str, int | None]:
+        plane.views.describe(name, brief=True)  # 404 for no such function
+        planner = supervisor.planner
+        return str(planner.data_folder(name)), planner.uid(supervisor.identity(name))
+
+    @app.get(
+        "/v1/functions/{name}/data",
+        response_model=DataListing,
+        responses={
+            200: {
+                "description": "A folder's entries (JSON), or a file's bytes.",
+                "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            },
+            **declare(400, 404, 409, 422),
+        },
+    )
+    async def read_data(name: Name, path: DataPath = "") -> Any:
+        """What is in the function's data folder (HEARTH_DATA): a folder's entries or a
+        file (up to 64 MiB). Links the function made are listed, never followed."""
+        root, _ = data_root(name)
+        try:
+            entries = await asyncio.to_thread(reach.listing, root, path)
+            if entries is not None:
+                return {"path": path, "entries": [vars(e) for e in entries]}
+            data = await asyncio.to_thread(reach.read, root, path, MAX_DATA_FILE)
+        except reach.Missing as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except reach.Conflict as exc:
+            raise HTTPException(409, str(exc)) from exc
+        except reach.ReachError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return Response(data, media_type="application/octet-stream")
+
+    @app.put(
+        "/v1/functions/{name}/data",
+        response_model=DataWritten,
+        responses=declare(400, 404, 409, 413, 415, 422),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    async def write_data(name: Name, request: Request, path: DataFile) -> dict[str, Any]:
+        """Put a file in the function's data folder (folders made as needed; owned by the
+        function; replaced whole)."""
+        root, uid = data_root(name)
+        if request.headers.get("content-type", "").split(";")[0].strip() != OCTETS:
+            raise HTTPException(415, f"send the file's bytes as {OCTETS}")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_DATA_FILE:
+                raise HTTPException(413, f"over the limit of {MAX_DATA_FILE} bytes")
+        try:
+            await asyncio.to_thread(reach.write, root, path, bytes(body), uid)
+        except reach.Missing as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except reach.Conflict as exc:
+            raise HTTPException(409, str(exc)) from exc
+        except reach.ReachError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return {"path": path, "bytes": len(body)}
 
     app.include_router(access_routes(plane, store))
 

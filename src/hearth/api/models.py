@@ -235,8 +235,29 @@ class MetricsNow(Answer):
     versions: list[VersionNow] = Field(description="Serving versions, busiest first.")
 
 
+class DataEntry(Answer):
+    name: str
+    kind: Literal["file", "dir", "link", "other"]
+    size: int
+    modified: float
+
+
+class DataListing(Answer):
+    path: str
+    entries: list[DataEntry]
+
+
+class DataWritten(Answer):
+    path: str
+    bytes: int
+
+
 class Removed(Answer):
     removed: str
+    data: str | None = Field(
+        description="Where its data (HEARTH_DATA) is kept; null once purged (or if none)."
+    )
+    purged: bool
 
 
 class TokenInfo(Answer):

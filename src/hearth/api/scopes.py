@@ -3,7 +3,7 @@
 - `admin`: everything.
 - `read`: GET (and HEAD) on everything but tokens. No answer holds a secret's value.
 - `deploy:NAME`: function NAME only: deploy, rollback, traffic, scale, status, versions,
-  events, logs, metrics, keys and secrets. It cannot remove NAME, touch another function or
+  events, logs, metrics, data, keys and secrets. It cannot remove NAME, touch another function or
   any token; `GET /v1/functions` and `GET /v1/metrics` answer with NAME alone, and the
   Prometheus scrape (`GET /metrics`, every function) is not for it.
 
@@ -23,7 +23,10 @@ TOKENS = "/v1/tokens"
 FUNCTIONS = "/v1/functions"
 # Under /v1/functions/NAME/: what a deploy token may use, with any method.
 DEPLOY_RESOURCES = frozenset(
-    {"versions", "traffic", "rollback", "scale", "events", "logs", "metrics", "keys", "secrets"}
+    {
+        *("versions", "traffic", "rollback", "scale", "events", "logs", "metrics"),
+        *("data", "keys", "secrets"),
+    }
 )
 # Outside its function: what a deploy token may read.
 DEPLOY_READS = frozenset({FUNCTIONS, "/v1/info", "/v1/metrics"})

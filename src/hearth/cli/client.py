@@ -60,6 +60,16 @@ class Api:
             return response.json()
         return response.text
 
+    def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The response itself (for bytes), or ClientError with the API's message."""
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ClientError(f"cannot reach the hearth API at {self.url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise ClientError(_error_text(response))
+        return response
+
     def stream_lines(self, method: str, path: str, **kwargs: Any) -> Iterator[str]:
         try:
             with self.http.stream(method, path, **kwargs) as response:

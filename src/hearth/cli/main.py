@@ -463,14 +463,70 @@ def invoke(
         raise typer.Exit(1)
 
 
+@app.command("data")
+def data_command(
+    name: str,
+    action: Annotated[str, typer.Argument(help="ls, get or put")] = "ls",
+    path: Annotated[str, typer.Argument(help="A path inside the data folder.")] = "",
+    file: Annotated[
+        Path | None, typer.Argument(help="put: the file to send (default: stdin)")
+    ] = None,
+    data: DataDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Look into a function's data folder (HEARTH_DATA): `ls [PATH]`, `get PATH` (to
+    stdout), `put PATH [FILE]` (from FILE or stdin)."""
+    api = Api.discover(data)
+    where = f"/v1/functions/{name}/data"
+    if action == "put":
+        body = file.read_bytes() if file is not None else sys.stdin.buffer.read()
+        octets = {"content-type": "application/octet-stream"}
+        result = api.request("PUT", where, params={"path": path}, content=body, headers=octets)
+        print(json.dumps(result) if as_json else f"wrote {result['bytes']} bytes to {path}")
+        return
+    if action not in ("ls", "get"):
+        raise ClientError(f"unknown action {action!r}: use ls, get or put")
+    response = api.raw("GET", where, params={"path": path})
+    if response.headers.get("content-type", "").startswith("application/json"):
+        listing = response.json()
+        if action == "get":
+            raise ClientError(f"{path or '/'} is a folder: use `hearth data {name} ls {path}`")
+        if as_json:
+            print(json.dumps(listing))
+            return
+        table = Table(box=None)
+        for column in ("NAME", "KIND", "SIZE", "MODIFIED"):
+            table.add_column(column)
+        for entry in listing["entries"]:
+            shown = entry["name"] + ("/" if entry["kind"] == "dir" else "")
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["modified"]))
+            table.add_row(shown, entry["kind"], str(entry["size"]), when)
+        out.print(table)
+        return
+    sys.stdout.buffer.write(response.content)
+
+
 @app.command()
-def rm(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
-    """Drain and stop a function, and forget it."""
-    result = Api.discover(data).request("DELETE", f"/v1/functions/{name}")
+def rm(
+    name: str,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Remove its data (HEARTH_DATA) too.")
+    ] = False,
+    data: DataDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Drain and stop a function, and forget it; its data is kept unless --purge."""
+    params = {"purge": "true"} if purge else {}
+    result = Api.discover(data).request("DELETE", f"/v1/functions/{name}", params=params)
     if as_json:
         print(json.dumps(result))
+    elif result.get("data"):
+        out.print(
+            f"removed {name}; its data is kept in {result['data']} "
+            f"(`hearth rm {name} --purge` removes it)"
+        )
     else:
-        out.print(f"removed {name}")
+        out.print(f"removed {name}" + (" and its data" if purge else ""))
 
 
 if __name__ == "__main__":

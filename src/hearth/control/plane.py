@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 from hearth.builder.envs import EnvBuilder
 from hearth.config import DaemonConfig
@@ -31,7 +32,7 @@ class ControlPlane:
         router: Router,
         logs: LogBook,
         vault: Vault | None = None,
-        forget: Callable[[str], None] = lambda name: None,
+        forget: Callable[[str, bool], Path | None] = lambda name, purge: None,
         disks: Disks | None = None,
         tally: Tally | None = None,
     ) -> None:

@@ -57,7 +57,7 @@ class Rollouts:
         reconciler: Reconciler,
         secrets: Secrets,
         logs: LogBook,
-        forget: Callable[[str], None] = lambda name: None,
+        forget: Callable[[str, bool], Path | None] = lambda name, purge: None,
         disks: Disks | None = None,
     ) -> None:
         self.config = config
@@ -67,7 +67,7 @@ class Rollouts:
         self.reconciler = reconciler
         self.secrets = secrets
         self.logs = logs
-        self.forget = forget  # what the sandbox keeps for a removed function
+        self.forget = forget  # the sandbox's part of a removed function (its data: kept?)
         self.disks = disks
         self._locks: dict[str, asyncio.Lock] = {}
         # Bundles and environments a deploy is preparing, before a version row refers to
@@ -376,21 +376,28 @@ class Rollouts:
             self._route_to(function, function.releases)
             self.reconciler.scale(function)
 
-    async def remove(self, name: str) -> None:
+    async def remove(self, name: str, purge: bool = False) -> dict[str, Any]:
+        """Drain, stop and forget the function. Its data (HEARTH_DATA) is kept for a
+        function made again under the name, unless `purge`; `purge` also removes what a
+        function removed before left."""
         async with self.lock(name):
             function = self.functions.pop(name, None)
-            if function is None and not self.store.exists(name):
+            known = function is not None or self.store.exists(name)
+            left = (self.config.data_dir / "functions" / name).exists()
+            if not known and not (purge and left):
                 raise NotFound(name)
             if function is not None:
                 await self.reconciler.retire_function(function)
                 for number in function.releases:
                     self.reconciler.runner.stop_zygote(name, number)
-            self.reconciler.router.remove_route(name)
-            self.store.remove(name)
-            self.logs.forget(name)
-            self.reconciler.tally.forget(name)
-            self.forget(name)
+            if known:
+                self.reconciler.router.remove_route(name)
+                self.store.remove(name)
+                self.logs.forget(name)
+                self.reconciler.tally.forget(name)
+            kept = self.forget(name, purge)
         await self.collect_garbage()
+        return {"removed": name, "data": str(kept) if kept else None, "purged": purge}
 
     async def collect_garbage(self) -> None:
         """Remove code, archives and environments that no version refers to any more.

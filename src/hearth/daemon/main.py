@@ -36,6 +36,7 @@ from hearth.sandbox.disks import own_namespace
 from hearth.sandbox.plan import BuildJail, Host, Planner, SandboxUnavailable, layers
 from hearth.spec import folder_name
 from hearth.store import BundleStore, Store, Vault, VaultError
+from hearth.store.migrations import SchemaError
 from hearth.store.vault import load_key
 from hearth.supervisor import LogBook, Supervisor
 
@@ -125,7 +126,10 @@ async def serve(
     lock = lock_data_dir(data_dir)
     open_files = raise_open_files_limit()
     log.info("open files limit %d", open_files)
-    store = Store(data_dir / "hearth.db")
+    try:
+        store = Store(data_dir / "hearth.db")
+    except SchemaError as exc:
+        raise DaemonError(str(exc)) from exc
     ensure_token(data_dir, store)
     vault = open_vault(data_dir, store, dict(os.environ))
     logs = LogBook(data_dir / "logs")
@@ -143,9 +147,9 @@ async def serve(
     supervisor = Supervisor(run_dir, logs, planner, store.identity)
     tally = Tally()
 
-    def forget(name: str) -> None:
-        planner.forget(name)
+    def forget(name: str, purge: bool) -> Path | None:
         access.forget(name)
+        return planner.forget(name, purge)
 
     plane = ControlPlane(
         config,

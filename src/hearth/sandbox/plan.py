@@ -145,15 +145,24 @@ class Planner:
             self.disks.ready(function, disk, uid)
         return places
 
-    def forget(self, function: str) -> None:
-        """Remove the function's sockets, temporary files and cgroups; its data stays, its
-        disk is unmounted."""
+    def data_folder(self, function: str) -> Path:
+        """Where the function's data (HEARTH_DATA) is, as the daemon sees it."""
+        return self.data_dir / "functions" / function / "data"
+
+    def forget(self, function: str, purge: bool = False) -> Path | None:
+        """Remove the function's sockets, temporary files and cgroups; its disk is
+        unmounted. Its data stays (the folder is returned), unless `purge`: then it goes
+        too (None is returned)."""
         if self.cgroups is not None:
             self.cgroups.forget(function)
         if self.disks is not None:
             self.disks.release(function)
         shutil.rmtree(self.run_dir / function, ignore_errors=True)
-        shutil.rmtree(self.data_dir / "functions" / function / "tmp", ignore_errors=True)
+        home = self.data_dir / "functions" / function
+        shutil.rmtree(home / "tmp", ignore_errors=True)
+        if purge:
+            shutil.rmtree(home, ignore_errors=True)
+        return home if home.exists() else None
 
     def policy(
         self,

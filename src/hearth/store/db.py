@@ -11,72 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-create table if not exists functions (
-    name text primary key,
-    active_version integer,
-    created real not null,
-    traffic text not null default '{}'
-);
-create table if not exists versions (
-    function text not null,
-    number integer not null,
-    bundle text not null,
-    env text not null,
-    spec text not null,
-    status text not null,
-    error text,
-    created real not null,
-    primary key (function, number)
-);
-create table if not exists events (
-    id integer primary key autoincrement,
-    function text not null,
-    time real not null,
-    kind text not null,
-    message text not null
-);
-create table if not exists identities (
-    function text primary key,
-    number integer not null unique
-);
-create table if not exists tokens (
-    id text primary key,
-    hash text not null unique,
-    name text not null,
-    scope text not null,
-    created real not null
-);
-create table if not exists keys (
-    function text not null,
-    id text not null,
-    hash text not null unique,
-    created real not null,
-    primary key (function, id)
-);
-create table if not exists secrets (
-    function text not null,
-    key text not null,
-    nonce blob not null,
-    sealed blob not null,
-    updated real not null,
-    primary key (function, key)
-);
-create table if not exists rollups (
-    function text not null,
-    t integer not null,
-    seconds integer not null,
-    requests integer not null,
-    errors integer not null,
-    p50 real not null,
-    p99 real not null,
-    instances integer not null,
-    in_flight integer not null,
-    queued integer not null,
-    memory integer not null,
-    primary key (function, t)
-);
-"""
+from hearth.store.migrations import migrate
+
 ROLLUP_COLUMNS = (
     *("t", "seconds", "requests", "errors", "p50", "p99"),
     *("instances", "in_flight", "queued", "memory"),
@@ -102,15 +38,7 @@ class Store:
         self.db.execute("pragma journal_mode=wal")
         self.db.execute("pragma synchronous=normal")
         self.db.execute("pragma foreign_keys=on")
-        columns = {row[1] for row in self.db.execute("pragma table_info(tokens)")}
-        if columns and "scope" not in columns:
-            # From before scoped tokens: it only ever held the token file's admin token,
-            # which is written again at every start.
-            self.db.execute("drop table tokens")
-        self.db.executescript(SCHEMA)
-        columns = {row[1] for row in self.db.execute("pragma table_info(functions)")}
-        if "traffic" not in columns:  # a data directory from before traffic splits
-            self.db.execute("alter table functions add column traffic text not null default '{}'")
+        self.schema = migrate(self.db)
 
     def close(self) -> None:
         self.db.close()

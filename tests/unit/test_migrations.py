@@ -1,0 +1,53 @@
+"""The state database's numbered schema steps."""
+
+import sqlite3
+
+import pytest
+
+from hearth.store import Store
+from hearth.store.migrations import LATEST, SchemaError, migrate
+
+# The schema as it was before steps were numbered, before scoped tokens and traffic splits.
+ANCIENT = """
+create table functions (name text primary key, active_version integer, created real not null);
+create table tokens (id text primary key, hash text not null, created real not null);
+insert into functions values ('old', 3, 1.0);
+insert into tokens values ('file', 'x', 1.0);
+"""
+
+
+def test_a_new_database_takes_every_step(tmp_path):
+    store = Store(tmp_path / "hearth.db")
+    assert store.schema == LATEST
+    assert store.db.execute("pragma user_version").fetchone() == (LATEST,)
+    assert store.rollups("f", 0) == []  # the newest step's table is there
+    store.close()
+
+
+def test_an_unnumbered_database_is_brought_up_to_date(tmp_path):
+    db = sqlite3.connect(tmp_path / "hearth.db")
+    db.executescript(ANCIENT)
+    db.close()
+    store = Store(tmp_path / "hearth.db")
+    assert store.functions() == [("old", 3)]
+    assert store.traffic("old") == {}  # the column added with its default
+    assert store.token_scope("anything") is None  # tokens made again, scoped
+    store.set_file_token("t")
+    assert store.token_scope("t") == "admin"
+    store.close()
+
+
+def test_taking_the_steps_again_changes_nothing(tmp_path):
+    store = Store(tmp_path / "hearth.db")
+    store.close()
+    db = sqlite3.connect(tmp_path / "hearth.db", isolation_level=None)
+    assert migrate(db) == LATEST
+    db.close()
+
+
+def test_a_newer_database_is_refused(tmp_path):
+    db = sqlite3.connect(tmp_path / "hearth.db")
+    db.execute(f"pragma user_version = {LATEST + 1}")
+    db.close()
+    with pytest.raises(SchemaError, match="from a newer Hearth"):
+        Store(tmp_path / "hearth.db")
