@@ -33,6 +33,7 @@ TABLE = {
     ("DELETE", "/v1/functions/{name}/secrets/{key}"): {ADMIN, OWN},
     ("GET", "/v1/metrics"): {ADMIN, READ, OWN},
     ("GET", "/metrics"): {ADMIN, READ},  # every function's numbers
+    ("GET", "/v1/backup"): {ADMIN},
     ("GET", "/v1/tokens"): {ADMIN},
     ("POST", "/v1/tokens"): {ADMIN},
     ("DELETE", "/v1/tokens/{id}"): {ADMIN},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Str
 from fastapi.staticfiles import StaticFiles
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 import hearth
@@ -52,6 +54,7 @@ from hearth.metrics.monitor import WINDOW, Monitor
 from hearth.sandbox import reach
 from hearth.spec import NAME
 from hearth.store import Store
+from hearth.store import backup as backups
 from hearth.supervisor import Supervisor
 
 OPEN_PATHS = frozenset({"/v1/health", "/docs", "/openapi.json"})
@@ -451,6 +454,32 @@ def create_app(
         except reach.ReachError as exc:
             raise HTTPException(400, str(exc)) from exc
         return {"path": path, "bytes": len(body)}
+
+    @app.get(
+        "/v1/backup",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "A gzipped tar of the state database, the secret key, every "
+                "bundle and every function's data, with a manifest of checksums.",
+                "content": {"application/gzip": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    async def backup() -> Response:
+        """One archive of everything, taken while serving (admin tokens only: it holds
+        the key to the secrets). `hearth restore` makes a data directory of it."""
+        config = plane.config
+        folder = config.data_dir / "backups"
+        name = time.strftime("hearth-%Y%m%d-%H%M%S.tar.gz", time.gmtime())
+        functions = [function for function, _ in store.functions()]
+        taken = await asyncio.to_thread(backups.take, config.data_dir, functions, folder / name)
+        return FileResponse(
+            taken.path,
+            media_type="application/gzip",
+            filename=name,
+            background=BackgroundTask(taken.path.unlink, missing_ok=True),
+        )
 
     app.include_router(access_routes(plane, store))
 

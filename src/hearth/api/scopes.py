@@ -1,7 +1,8 @@
 """What a token may do: its scope, and the one decision `allowed(scope, method, path)`.
 
 - `admin`: everything.
-- `read`: GET (and HEAD) on everything but tokens. No answer holds a secret's value.
+- `read`: GET (and HEAD) on everything but tokens and backups. No answer holds a secret's
+  value.
 - `deploy:NAME`: function NAME only: deploy, rollback, traffic, scale, status, versions,
   events, logs, metrics, data, keys and secrets. It cannot remove NAME, touch another function or
   any token; `GET /v1/functions` and `GET /v1/metrics` answer with NAME alone, and the
@@ -20,6 +21,7 @@ from hearth.spec import NAME
 
 SAFE = frozenset({"GET", "HEAD"})
 TOKENS = "/v1/tokens"
+BACKUP = "/v1/backup"
 FUNCTIONS = "/v1/functions"
 # Under /v1/functions/NAME/: what a deploy token may use, with any method.
 DEPLOY_RESOURCES = frozenset(
@@ -64,8 +66,8 @@ def allowed(scope: Scope, method: str, path: str) -> bool:
         return True
     if any(part in ("", ".", "..") for part in path.split("/")[1:]):
         return False  # no operation has such a path; refused before anything resolves it
-    if path == TOKENS or path.startswith(TOKENS + "/"):
-        return False
+    if path in (TOKENS, BACKUP) or path.startswith(TOKENS + "/"):
+        return False  # tokens, and a backup (it holds the key to every secret): admin only
     if scope.kind == "read":
         return method in SAFE
     if path in DEPLOY_READS:
