@@ -86,7 +86,8 @@ class Monitor:
         self.clock = clock
         self.history = History()
         self.started = clock()
-        self.tracks: dict[int, Track] = {}  # by id(pool)
+        # By the pool itself (held here, so no new pool can take a freed one's id).
+        self.tracks: dict[Pool, Track] = {}
         self._pruned = 0.0
         self._sampled = -1  # the second of the last history point
 
@@ -129,16 +130,16 @@ class Monitor:
 
     def sample(self, now: float) -> None:
         memory = self.memory()
-        seen: set[int] = set()
+        seen: set[Pool] = set()
         second = int(now)
         for name, route in self.gateway.routes.items():
             requests = errors = in_flight = queued = ready = 0
             buckets = [0] * (len(BUCKETS) + 1)
             for pool in route.pools:
-                seen.add(id(pool))
-                track = self.tracks.get(id(pool))
+                seen.add(pool)
+                track = self.tracks.get(pool)
                 if track is None:  # a new version: it counted from zero since the last tick
-                    track = self.tracks[id(pool)] = Track(pool)
+                    track = self.tracks[pool] = Track(pool)
                     track.looks.append((now - 1.0, 0, 0, list(track.buckets)))
                 r, e, b = track.look(now)
                 requests += r
@@ -201,7 +202,7 @@ class Monitor:
         rows: list[dict[str, Any]] = []
         for name, route in self.gateway.routes.items():
             for pool in route.pools:
-                track = self.tracks.get(id(pool))
+                track = self.tracks.get(pool)
                 rows.append(
                     {
                         "function": name,

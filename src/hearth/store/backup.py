@@ -19,7 +19,6 @@ data directory that must not exist yet (or be empty).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -98,8 +97,10 @@ def take(data_dir: Path, functions: list[str], out: Path) -> Taken:
                         try:
                             _sqlite_copy(source, copy)
                         except sqlite3.Error:  # not one after all, or gone
-                            with contextlib.suppress(FileNotFoundError):
+                            try:
                                 add(name, source, snapshot=True)
+                            except OSError as exc:
+                                skipped.append(f"{function}/{relative[:200]}: {exc.strerror}")
                         else:
                             add(name, copy)
                         copy.unlink(missing_ok=True)
@@ -108,6 +109,8 @@ def take(data_dir: Path, functions: list[str], out: Path) -> Taken:
                             add(name, source, snapshot=True)
                         except FileNotFoundError:  # removed meanwhile: it is not there
                             continue
+                        except OSError as exc:  # e.g. a path longer than the system's limit
+                            skipped.append(f"{function}/{relative[:200]}: {exc.strerror}")
             manifest = {
                 "hearth": hearth.__version__,
                 "schema": LATEST,
@@ -239,7 +242,11 @@ def _walk(folder: Path, skipped: list[str], function: str) -> Iterator[tuple[str
     """Regular files under `folder` (relative name, path), never following a link."""
     if not folder.is_dir():
         return
-    for root, dirs, names in os.walk(folder, followlinks=False):
+
+    def unreadable(error: OSError) -> None:
+        skipped.append(f"{function}/{str(error.filename)[-200:]}: {error.strerror}")
+
+    for root, dirs, names in os.walk(folder, onerror=unreadable, followlinks=False):
         here = Path(root)
         for name in sorted(names):
             path = here / name
@@ -248,12 +255,15 @@ def _walk(folder: Path, skipped: list[str], function: str) -> Iterator[tuple[str
                 mode = os.lstat(path).st_mode
             except FileNotFoundError:  # the function removed it meanwhile
                 continue
+            except OSError as exc:  # a path longer than the system's limit, say
+                skipped.append(f"{function}/{relative[:200]}: {exc.strerror}")
+                continue
             if stat.S_ISREG(mode):
                 yield relative, path
             else:
                 skipped.append(f"{function}/{relative}")
         for name in list(dirs):
-            if os.path.islink(here / name):
+            if os.path.islink(here / name):  # False too when it cannot be looked at
                 skipped.append(f"{function}/{(here / name).relative_to(folder).as_posix()}")
                 dirs.remove(name)
         dirs.sort()
