@@ -22,6 +22,9 @@ class DaemonConfig:
     metrics: bool = True  # count requests in the gateway (metrics, history, top)
     access_log: bool = True  # a line per request in the function's access log
     otlp: str | None = None  # an OpenTelemetry collector's endpoint: a span per request
+    backup_every: float | None = None  # seconds between scheduled backups (None: none)
+    backup_keep: int = 14  # scheduled backups kept, newest first
+    backup_dir: Path | None = None  # where they go (default: DATA_DIR/backups)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
     @property

@@ -13,7 +13,7 @@ from collections import Counter
 
 import httpx
 
-from tests.e2e.conftest import Daemon
+from tests.e2e.conftest import Daemon, wait_for
 
 
 def restore(archive, data_dir) -> subprocess.CompletedProcess[str]:
@@ -136,3 +136,40 @@ def test_a_damaged_archive_is_refused_and_nothing_written(fresh_daemon, fn_dir, 
     result = restore(tampered, tmp_path / "b")
     assert result.returncode != 0 and "does not match its manifest" in result.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_scheduled_backups_rotate_and_say_so(tmp_path, fn_dir):
+    folder = tmp_path / "kept-backups"
+    args = ("--backup-every", "1s", "--backup-keep", "2", "--backup-dir", str(folder))
+    daemon = Daemon(tmp_path / "data", *args).start()
+    try:
+        daemon.deploy(fn_dir("watched", {"main.py": "def handle(request):\n    return 'ok'\n"}))
+
+        def taken():
+            return [e for e in daemon.events("watched") if e["kind"] == "backup"]
+
+        events = wait_for(lambda: len(r := taken()) >= 3 and r, timeout=60, what="3 backups")
+        assert any("older removed (keeping 2)" in e["message"] for e in events)
+        assert len(list(folder.glob("hearth-*.tar.gz"))) <= 2
+        newest = sorted(folder.glob("hearth-*.tar.gz"))[-1]
+        assert restore(newest, tmp_path / "from-schedule").returncode == 0
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_a_failed_scheduled_backup_is_an_event_with_its_reason(tmp_path, fn_dir):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the backups should go")
+    args = ("--backup-every", "1s", "--backup-dir", str(blocker))
+    daemon = Daemon(tmp_path / "data", *args).start()
+    try:
+        daemon.deploy(fn_dir("watched", {"main.py": "def handle(request):\n    return 'ok'\n"}))
+        failed = wait_for(
+            lambda: [e for e in daemon.events("watched") if e["kind"] == "backup-failed"],
+            timeout=60,
+            what="a failed backup's event",
+        )
+        assert "not-a-folder" in failed[0]["message"]
+        assert daemon.get("/fn/watched/").text == "ok"  # serving goes on
+    finally:
+        assert daemon.stop() == 0

@@ -94,6 +94,17 @@ def up(
             envvar="HEARTH_ACCESS_LOG", help="A line per request in each function's access log."
         ),
     ] = True,
+    backup_every: Annotated[
+        str | None,
+        typer.Option(envvar="HEARTH_BACKUP_EVERY", help="Take a backup this often, e.g. 6h."),
+    ] = None,
+    backup_keep: Annotated[
+        int, typer.Option(envvar="HEARTH_BACKUP_KEEP", help="Scheduled backups kept.")
+    ] = 14,
+    backup_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="HEARTH_BACKUP_DIR", help="Where they go [default: DATA_DIR/backups]."),
+    ] = None,
     otlp: Annotated[
         str | None,
         typer.Option(
@@ -117,6 +128,11 @@ def up(
             keepalive=parse_duration(keepalive),
             max_per_client=max_per_client,
         )
+        every = parse_duration(backup_every) if backup_every else None
+        if every is not None and every < 1:
+            raise ValueError(f"--backup-every {backup_every}: at least 1s")
+        if backup_keep < 1:
+            raise ValueError(f"--backup-keep {backup_keep}: keep at least 1")
     except ValueError as exc:
         raise ClientError(f"hearth up: {exc}") from exc
     config = DaemonConfig(
@@ -132,6 +148,9 @@ def up(
         metrics=metrics,
         access_log=access_log,
         otlp=otlp,
+        backup_every=every,
+        backup_keep=backup_keep,
+        backup_dir=backup_dir.resolve() if backup_dir else None,
     )
     try:
         run(config, deploy or [])

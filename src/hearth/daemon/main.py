@@ -12,7 +12,9 @@ import os
 import resource
 import shutil
 import signal
+import sqlite3
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +38,7 @@ from hearth.sandbox.disks import own_namespace
 from hearth.sandbox.plan import BuildJail, Host, Planner, SandboxUnavailable, layers
 from hearth.spec import folder_name
 from hearth.store import BundleStore, Store, Vault, VaultError
+from hearth.store import backup as backups
 from hearth.store.migrations import SchemaError
 from hearth.store.vault import load_key
 from hearth.supervisor import LogBook, Supervisor
@@ -208,6 +211,11 @@ async def serve(
         config = _with_ports(config, gateway_port, api_port)
         plane.config = config
 
+    scheduled = None
+    if config.backup_every:
+        folder = config.backup_dir or data_dir / "backups"
+        scheduled = asyncio.ensure_future(_backups_forever(config, store, folder))
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -227,7 +235,7 @@ async def serve(
     if gateway.server is not None:
         gateway.server.close()
     await plane.shutdown()
-    for task in (reconciling, monitoring):
+    for task in (reconciling, monitoring, *([scheduled] if scheduled else [])):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -247,6 +255,30 @@ async def serve(
         (data_dir / "daemon.json").unlink()
     lock.close()
     say("hearth: stopped")
+
+
+async def _backups_forever(config: DaemonConfig, store: Store, folder: Path) -> None:
+    """A backup every `backup_every` seconds into `folder`, the newest `backup_keep` kept;
+    each one (or its failure, with the reason) is an event of every function."""
+    assert config.backup_every is not None
+    while True:
+        await asyncio.sleep(config.backup_every)
+        functions = [name for name, _ in store.functions()]
+        path = folder / time.strftime(backups.BACKUP_NAME, time.gmtime())
+        try:
+            taken = await asyncio.to_thread(backups.take, config.data_dir, functions, path)
+            gone = await asyncio.to_thread(backups.rotate, folder, config.backup_keep)
+        except (OSError, backups.BackupError, sqlite3.Error) as exc:
+            log.error("scheduled backup failed: %s", exc)
+            for name in functions:
+                store.event(name, "backup-failed", f"scheduled backup to {folder} failed: {exc}")
+            continue
+        message = f"backup {taken.path} ({taken.size} bytes)"
+        if gone:
+            message += f"; {len(gone)} older removed (keeping {config.backup_keep})"
+        log.info("%s", message)
+        for name in functions:
+            store.event(name, "backup", message)
 
 
 async def _deploy_folder(plane: ControlPlane, folder: Path, say: Callable[[str], None]) -> None:

@@ -298,3 +298,15 @@ def _digest(path: Path) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
+
+
+BACKUP_NAME = "hearth-%Y%m%d-%H%M%S.tar.gz"
+
+
+def rotate(folder: Path, keep: int) -> list[Path]:
+    """Remove all but the newest `keep` archives this schedule made; the removed."""
+    made = sorted(folder.glob("hearth-*.tar.gz"))
+    gone = made[: max(0, len(made) - keep)]
+    for path in gone:
+        path.unlink(missing_ok=True)
+    return gone
