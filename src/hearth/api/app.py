@@ -25,7 +25,7 @@ from starlette.responses import Response
 import hearth
 from hearth.api import errors
 from hearth.api.access import access_routes
-from hearth.api.deploy import deploy_stream, read_bundle
+from hearth.api.deploy import deploy_stream, read_body, read_bundle
 from hearth.api.errors import NAME_RULE, declare
 from hearth.api.models import (
     DEPLOY_LINE_SCHEMA,
@@ -409,19 +409,12 @@ def create_app(
     async def read_data(name: Name, path: DataPath = "") -> Any:
         """What is in the function's data folder (HEARTH_DATA): a folder's entries or a
         file (up to 64 MiB). Links the function made are listed, never followed."""
-        root, _ = data_root(name)
-        try:
-            entries = await asyncio.to_thread(reach.listing, root, path)
-            if entries is not None:
-                return {"path": path, "entries": [vars(e) for e in entries]}
-            data = await asyncio.to_thread(reach.read, root, path, MAX_DATA_FILE)
-        except reach.Missing as exc:
-            raise HTTPException(404, str(exc)) from exc
-        except reach.Conflict as exc:
-            raise HTTPException(409, str(exc)) from exc
-        except reach.ReachError as exc:
-            raise HTTPException(400, str(exc)) from exc
-        return Response(data, media_type="application/octet-stream")
+        root, _ = data_root(name)  # refusals of `reach` are answered by hearth.api.errors
+        entries = await asyncio.to_thread(reach.listing, root, path)
+        if entries is not None:
+            return {"path": path, "entries": [vars(e) for e in entries]}
+        data = await asyncio.to_thread(reach.read, root, path, MAX_DATA_FILE)
+        return Response(data, media_type=OCTETS)
 
     @app.put(
         "/v1/functions/{name}/data",
@@ -440,19 +433,8 @@ def create_app(
         root, uid = data_root(name)
         if request.headers.get("content-type", "").split(";")[0].strip() != OCTETS:
             raise HTTPException(415, f"send the file's bytes as {OCTETS}")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_DATA_FILE:
-                raise HTTPException(413, f"over the limit of {MAX_DATA_FILE} bytes")
-        try:
-            await asyncio.to_thread(reach.write, root, path, bytes(body), uid)
-        except reach.Missing as exc:
-            raise HTTPException(404, str(exc)) from exc
-        except reach.Conflict as exc:
-            raise HTTPException(409, str(exc)) from exc
-        except reach.ReachError as exc:
-            raise HTTPException(400, str(exc)) from exc
+        body = await read_body(request, MAX_DATA_FILE, "the file")
+        await asyncio.to_thread(reach.write, root, path, body, uid)
         return {"path": path, "bytes": len(body)}
 
     @app.get(

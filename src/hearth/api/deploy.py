@@ -19,19 +19,25 @@ from hearth.control import ControlPlane, DeployError
 log = logging.getLogger("hearth")
 
 
-async def read_bundle(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, what: str) -> bytes:
     """The whole body, refused (413) as soon as it is over `limit` bytes."""
     declared = request.headers.get("content-length") or "0"
     if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"the bundle is {declared} bytes, over the limit of {limit}")
+        raise HTTPException(413, f"{what} is {declared} bytes, over the limit of {limit}")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise HTTPException(413, f"the bundle is over the limit of {limit} bytes")
+            raise HTTPException(413, f"{what} is over the limit of {limit} bytes")
+    return bytes(body)
+
+
+async def read_bundle(request: Request, limit: int) -> bytes:
+    """The bundle: the whole body, not empty, at most `limit` bytes."""
+    body = await read_body(request, limit, "the bundle")
     if not body:
         raise HTTPException(400, "the body is empty: send the bundle (a tar.gz) as the body")
-    return bytes(body)
+    return body
 
 
 async def deploy_stream(plane: ControlPlane, name: str, data: bytes) -> AsyncIterator[str]:

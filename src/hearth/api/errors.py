@@ -19,6 +19,7 @@ from starlette.routing import Match, Route
 
 from hearth.api.models import Error
 from hearth.control import DeployError, NotFound
+from hearth.sandbox.reach import Conflict, Missing, ReachError
 from hearth.spec import NAME
 
 DESCRIPTIONS = {
@@ -90,6 +91,12 @@ def install(app: FastAPI) -> None:
         name = str(exc.args[0])
         hint = "" if NAME.fullmatch(name) else f" ({NAME_RULE})"
         return error(404, f"no function named {name!r}{hint}", function=name)
+
+    @app.exception_handler(ReachError)
+    async def unreachable(request: Request, exc: ReachError) -> JSONResponse:
+        """A path in a function's data folder: not there, not of that kind, or not plain."""
+        status = 404 if isinstance(exc, Missing) else 409 if isinstance(exc, Conflict) else 400
+        return error(status, str(exc))
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:

@@ -50,12 +50,8 @@ class Api:
         return cls(url, token)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ClientError(f"cannot reach the hearth API at {self.url}: {exc}") from exc
-        if response.status_code >= 400:
-            raise ClientError(_error_text(response))
+        """The answer's JSON (or text), or ClientError with the API's message."""
+        response = self.raw(method, path, **kwargs)
         if response.headers.get("content-type", "").startswith("application/json"):
             return response.json()
         return response.text
@@ -69,6 +65,23 @@ class Api:
         if response.status_code >= 400:
             raise ClientError(_error_text(response))
         return response
+
+    def download(self, path: str, target: Path) -> None:
+        """A GET streamed into `target` (0600), whole or not at all."""
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            with self.http.stream("GET", path) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ClientError(_error_text(response))
+                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    for chunk in response.iter_bytes():
+                        fh.write(chunk)
+        except httpx.TransportError as exc:
+            partial.unlink(missing_ok=True)
+            raise ClientError(f"cannot reach the hearth API at {self.url}: {exc}") from exc
+        os.replace(partial, target)
 
     def stream_lines(self, method: str, path: str, **kwargs: Any) -> Iterator[str]:
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hearth.cli.access import keys_app, secrets_app, tokens_app
-from hearth.cli.client import Api, ClientError, _error_text, data_dir
+from hearth.cli.client import Api, ClientError, data_dir
 from hearth.cli.common import DataDir, JsonOut, err, out
 from hearth.cli.top import top
 from hearth.spec import folder_name
@@ -492,22 +491,8 @@ def backup(
 ) -> None:
     """One archive of everything (state, secret key, bundles, every function's data),
     taken while serving. Keep it safe: it opens the secrets."""
-    api = Api.discover(data)
     target = file or Path(time.strftime("hearth-%Y%m%d-%H%M%S.tar.gz"))
-    partial = target.with_name(f".{target.name}.partial")
-    try:
-        with api.http.stream("GET", "/v1/backup") as response:
-            if response.status_code >= 400:
-                response.read()
-                raise ClientError(_error_text(response))
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                for chunk in response.iter_bytes():
-                    fh.write(chunk)
-    except httpx.TransportError as exc:
-        partial.unlink(missing_ok=True)
-        raise ClientError(f"cannot reach the hearth API at {api.url}: {exc}") from exc
-    os.replace(partial, target)
+    Api.discover(data).download("/v1/backup", target)
     out.print(f"wrote {target} ({target.stat().st_size} bytes)")
 
 
