@@ -33,7 +33,7 @@ MAX_ENV_KEYS = 1000
 MAX_ENV_VALUE = 32 * 1024
 MAX_TOML = 1024**2
 NAME_HINT = "use lowercase letters, digits and '-', starting with a letter (at most 63 characters)"
-_TOP_KEYS = ("name", "entrypoint", "scale", "limits", "access", "network", "env")
+_TOP_KEYS = ("name", "entrypoint", "scale", "limits", "access", "network", "kv", "env")
 _RULE = "hearth.rule"
 _SHOWN = 40
 
@@ -171,7 +171,15 @@ class Network:
     egress: bool = field(default=True, metadata=_flag())
 
 
-_Section = TypeVar("_Section", Scale, Limits, Access, Network)
+@dataclass(frozen=True)
+class Kv:
+    # true: a Redis of the function's own, its address in REDIS_URL (hearth.kv).
+    enabled: bool = field(default=False, metadata=_flag())
+    # Its data in memory, at most; past it, writes fail (noeviction): a store, not a cache.
+    memory: int = field(default=64 * 1024**2, metadata=_size("1MiB", "64GiB"))
+
+
+_Section = TypeVar("_Section", Scale, Limits, Access, Network, Kv)
 
 
 @dataclass(frozen=True)
@@ -182,6 +190,7 @@ class FunctionSpec:
     limits: Limits = field(default_factory=Limits)
     access: Access = field(default_factory=Access)
     network: Network = field(default_factory=Network)
+    kv: Kv = field(default_factory=Kv)
     env: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,6 +210,7 @@ class FunctionSpec:
             limits=Limits(**_known(Limits, data.get("limits", {}))),
             access=Access(**_known(Access, data.get("access", {}))),
             network=Network(**_known(Network, data.get("network", {}))),
+            kv=Kv(**_known(Kv, data.get("kv", {}))),
             env=dict(data.get("env", {})),
         )
 
@@ -250,6 +260,7 @@ def parse_spec(text: str | bytes | None, default_name: str) -> FunctionSpec:
     limits = _section(Limits, data, "limits")
     access = _section(Access, data, "access")
     network = _section(Network, data, "network")
+    kv = _section(Kv, data, "kv")
     env = _env(data.get("env", {}))
     return FunctionSpec(
         name=name,
@@ -258,6 +269,7 @@ def parse_spec(text: str | bytes | None, default_name: str) -> FunctionSpec:
         limits=limits,
         access=access,
         network=network,
+        kv=kv,
         env=env,
     )
 

@@ -455,7 +455,9 @@ def create_app(
         folder = config.data_dir / "backups"
         name = time.strftime("hearth-%Y%m%d-%H%M%S.tar.gz", time.gmtime())
         functions = [function for function, _ in store.functions()]
-        taken = await asyncio.to_thread(backups.take, config.data_dir, functions, folder / name)
+        taken = await asyncio.to_thread(
+            backups.take, config.data_dir, functions, folder / name, plane.kv_snapshot
+        )
         return FileResponse(
             taken.path,
             media_type="application/gzip",

@@ -21,6 +21,7 @@ from hearth.api.models import Error
 from hearth.control import DeployError, NotFound
 from hearth.sandbox.reach import Conflict, Missing, ReachError
 from hearth.spec import NAME
+from hearth.store.backup import BackupError
 
 DESCRIPTIONS = {
     400: "The request cannot be carried out as sent; the message says what to change.",
@@ -97,6 +98,10 @@ def install(app: FastAPI) -> None:
         """A path in a function's data folder: not there, not of that kind, or not plain."""
         status = 404 if isinstance(exc, Missing) else 409 if isinstance(exc, Conflict) else 400
         return error(status, str(exc))
+
+    @app.exception_handler(BackupError)
+    async def not_taken(request: Request, exc: BackupError) -> JSONResponse:
+        return error(503, f"the backup failed: {exc}")
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:

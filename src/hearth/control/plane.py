@@ -10,7 +10,7 @@ from pathlib import Path
 from hearth.builder.envs import EnvBuilder
 from hearth.config import DaemonConfig
 from hearth.control.inbox import Inbox, Tick
-from hearth.control.ports import Router, Runner
+from hearth.control.ports import KeyValue, Router, Runner
 from hearth.control.reconciler import Reconciler
 from hearth.control.rollout import Rollouts
 from hearth.control.secrets import Secrets
@@ -35,14 +35,16 @@ class ControlPlane:
         forget: Callable[[str, bool], Path | None] = lambda name, purge: None,
         disks: Disks | None = None,
         tally: Tally | None = None,
+        kv: KeyValue | None = None,
     ) -> None:
         self.store = store
         self.logs = logs
+        self.kv = kv
         self.inbox = Inbox()
         self.reconciler = Reconciler(store, runner, router, self.inbox, tally=tally)
         self.secrets = Secrets(store, vault, self.reconciler.functions)
         self.rollouts = Rollouts(
-            config, store, bundles, envs, self.reconciler, self.secrets, logs, forget, disks
+            config, store, bundles, envs, self.reconciler, self.secrets, logs, forget, disks, kv
         )
         self.secrets.roll = self.rollouts.roll
         self.views = Views(config, store, self.reconciler)
@@ -75,3 +77,9 @@ class ControlPlane:
 
     async def shutdown(self) -> None:
         await self.reconciler.shutdown()
+        if self.kv is not None:
+            await self.kv.close()
+
+    def kv_snapshot(self, function: str) -> Path | None:
+        """For backups: a snapshot of the function's running KV server (from a thread)."""
+        return self.kv.snapshot(function) if self.kv is not None else None

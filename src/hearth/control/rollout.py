@@ -27,9 +27,11 @@ from hearth.config import DaemonConfig
 from hearth.control.errors import DeployError, NotFound
 from hearth.control.inbox import Demand, Recycle
 from hearth.control.model import Function, Release, budget
+from hearth.control.ports import KeyValue
 from hearth.control.reconciler import Reconciler
 from hearth.control.secrets import Secrets
 from hearth.gateway import Backend, Pool, RouteLimits
+from hearth.kv import MISSING, KvError
 from hearth.sandbox.disks import DiskError, Disks
 from hearth.spec import (
     LIVE_SCALE,
@@ -59,6 +61,7 @@ class Rollouts:
         logs: LogBook,
         forget: Callable[[str, bool], Path | None] = lambda name, purge: None,
         disks: Disks | None = None,
+        kv: KeyValue | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -69,6 +72,7 @@ class Rollouts:
         self.logs = logs
         self.forget = forget  # the sandbox's part of a removed function (its data: kept?)
         self.disks = disks
+        self.kv = kv
         self._locks: dict[str, asyncio.Lock] = {}
         # Bundles and environments a deploy is preparing, before a version row refers to
         # them: garbage collection leaves them alone.
@@ -138,6 +142,8 @@ class Rollouts:
             spec = _spec(code, name)
             if self.disks is not None:
                 self.disks.check(name, spec.limits.disk)
+            if spec.kv.enabled and (self.kv is None or not self.kv.available):
+                raise DeployError(MISSING)
             requirements = read_small_text(code / "requirements.txt")
             pins.enter_context(self._pin(env_key(requirements)))
             env = await self.envs.ensure(requirements, progress)
@@ -274,11 +280,12 @@ class Rollouts:
                         )
                     release = self.release(name, number, *prepared)
                     started.append(release)
+                    await self._kv_for(release)
                     scale = release.spec.scale
                     count = max(1, scale.min, len(old.replicas) if old else 0)
                     await reconciler.start_many(release, min(count, scale.max))
                 releases[number] = release
-        except (StartError, BuildError, BundleError, OSError) as exc:
+        except (StartError, BuildError, BundleError, KvError, OSError) as exc:
             for release in started:
                 await reconciler.kill_all(release)
                 reconciler.runner.stop_zygote(name, release.number)
@@ -293,6 +300,15 @@ class Rollouts:
                 reconciler.retire_all(release)
         function.releases = releases
         self.store.set_traffic(name, weights)
+        if self.kv is not None and not any(r.spec.kv.enabled for r in releases.values()):
+            await self.kv.stop(name)  # no serving version asks for it (its files stay)
+
+    async def _kv_for(self, release: Release) -> None:
+        """The function's KV server running, if this release asks for one."""
+        if release.spec.kv.enabled:
+            if self.kv is None:
+                raise KvError(MISSING)
+            await self.kv.ensure(release.function, release.spec.kv.memory)
 
     async def _load(self, name: str, number: int) -> tuple[FunctionSpec, Env, Path]:
         row = self.store.version(name, number)
@@ -318,6 +334,8 @@ class Rollouts:
         limits = RouteLimits(spec.limits.timeout, spec.limits.body, spec.scale.queue)
         pool = Pool(name, number, limits, on_demand=on_demand, on_recycle=on_recycle)
         user_env = {**spec.env, **self.secrets.opened(name)}
+        if spec.kv.enabled and self.kv is not None:
+            user_env["REDIS_URL"] = self.kv.url(name)  # the platform's store wins
         return Release(name, number, spec, env, code, pool, user_env)
 
     def _new_function(self, name: str) -> Function:
@@ -372,6 +390,12 @@ class Rollouts:
                 function.releases[number] = release
             if not function.releases:
                 continue
+            try:
+                for release in function.releases.values():
+                    await self._kv_for(release)
+            except (KvError, OSError) as exc:
+                log.error("cannot start the KV server of %s: %s", name, exc)
+                self.store.event(name, "kv-failed", str(exc))
             self.functions[name] = function
             self._route_to(function, function.releases)
             self.reconciler.scale(function)
@@ -390,6 +414,8 @@ class Rollouts:
                 await self.reconciler.retire_function(function)
                 for number in function.releases:
                     self.reconciler.runner.stop_zygote(name, number)
+            if self.kv is not None:
+                await self.kv.stop(name)
             if known:
                 self.reconciler.router.remove_route(name)
                 self.store.remove(name)

@@ -30,6 +30,7 @@ from hearth.config import DaemonConfig
 from hearth.control import ControlPlane, DeployError
 from hearth.control.inbox import Exited, LimitHit
 from hearth.gateway import Gateway
+from hearth.kv import Keeper, find_server
 from hearth.metrics import Tally
 from hearth.metrics.access import AccessLog
 from hearth.metrics.monitor import Monitor
@@ -148,6 +149,7 @@ async def serve(
     cgroups.tidy()  # what a killed daemon of this data directory left
     planner = Planner(data_dir, run_dir, chosen, cgroups)
     supervisor = Supervisor(run_dir, logs, planner, store.identity)
+    redis_server = find_server(dict(os.environ))
     tally = Tally()
 
     def forget(name: str, purge: bool) -> Path | None:
@@ -170,6 +172,7 @@ async def serve(
         forget=forget,
         disks=planner.disks,
         tally=tally,
+        kv=Keeper(planner, store.identity, logs, redis_server, on_event=store.event),
     )
     gateway.metering = config.metrics
     gateway.keeping = config.access_log or bool(config.otlp)
@@ -214,7 +217,7 @@ async def serve(
     scheduled = None
     if config.backup_every:
         folder = config.backup_dir or data_dir / "backups"
-        scheduled = asyncio.ensure_future(_backups_forever(config, store, folder))
+        scheduled = asyncio.ensure_future(_backups_forever(config, plane, folder))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -225,6 +228,8 @@ async def serve(
     _write_state(data_dir, config)
     say(f"hearth: gateway {config.gateway_url}  api {config.api_url}  data {data_dir}")
     say(f"hearth: sandbox {config.sandbox}: {planner.describe()}")
+    if redis_server is None:
+        say("hearth: no redis-server on this host: functions asking for [kv] are refused")
     for folder in deploy:
         await _deploy_folder(plane, folder, say)
     (data_dir / "ready").write_text(str(os.getpid()))
@@ -257,16 +262,19 @@ async def serve(
     say("hearth: stopped")
 
 
-async def _backups_forever(config: DaemonConfig, store: Store, folder: Path) -> None:
+async def _backups_forever(config: DaemonConfig, plane: ControlPlane, folder: Path) -> None:
     """A backup every `backup_every` seconds into `folder`, the newest `backup_keep` kept;
     each one (or its failure, with the reason) is an event of every function."""
     assert config.backup_every is not None
+    store = plane.store
     while True:
         await asyncio.sleep(config.backup_every)
         functions = [name for name, _ in store.functions()]
         path = folder / time.strftime(backups.BACKUP_NAME, time.gmtime())
         try:
-            taken = await asyncio.to_thread(backups.take, config.data_dir, functions, path)
+            taken = await asyncio.to_thread(
+                backups.take, config.data_dir, functions, path, plane.kv_snapshot
+            )
             gone = await asyncio.to_thread(backups.rotate, folder, config.backup_keep)
         except (OSError, backups.BackupError, sqlite3.Error) as exc:
             log.error("scheduled backup failed: %s", exc)

@@ -145,6 +145,31 @@ class Planner:
             self.disks.ready(function, disk, uid)
         return places
 
+    def kv_policy(self, function: str, number: int) -> tuple[Policy, Path]:
+        """The policy of the function's key-value server (`hearth.kv`) and its folder: the
+        function's uid, writing only that folder (its files, never seen by the function's
+        own processes) and the socket folder, with no network at all where it can."""
+        chosen = self.layers
+        uid = self.uid(number)
+        places = self.places(function, uid)
+        folder = self.data_dir / "functions" / function / "kv"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if uid is not None:
+            os.chown(folder, uid, uid)
+        policy = Policy(
+            uid=uid,
+            gid=uid,
+            rlimits=((resource.RLIMIT_CORE, 0),),
+            mounts=chosen.mounts,
+            network=not chosen.mounts,  # a network namespace needs root, as mounts
+            landlock=chosen.landlock,
+            seccomp=chosen.seccomp,
+            read=(*SYSTEM_READ, *self.runtime),
+            write=(str(folder), str(places.sockets), *DEVICES),
+            env={**CLEAN_ENV, "HOME": str(folder)},
+        )
+        return policy, folder
+
     def data_folder(self, function: str) -> Path:
         """Where the function's data (HEARTH_DATA) is, as the daemon sees it."""
         return self.data_dir / "functions" / function / "data"

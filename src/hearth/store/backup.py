@@ -12,6 +12,9 @@ The archive is a gzipped tar:
     data/NAME/...            each function's data folder; its SQLite databases by the
                              backup API (consistent while the function writes), other
                              files as they are; links and special files are left out
+    kv/NAME/snapshot.rdb     each running KV server's store, a snapshot the server took
+                             (BGSAVE) while serving; or, for one not running, its
+    kv/NAME/appendonlydir/.. append-only files as they are
 
 Restore checks the whole archive against its manifest before it writes anything, into a
 data directory that must not exist yet (or be empty).
@@ -30,7 +33,7 @@ import tarfile
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -41,6 +44,10 @@ from hearth.store.migrations import LATEST
 SQLITE_HEADER = b"SQLite format 3\x00"
 SIDE_FILES = ("-wal", "-shm", "-journal")  # a database's own, taken with it by the API
 UID_BASE = 200_000  # as hearth.sandbox.plan: restored data belongs to its function's uid
+# As hearth.kv.server: a snapshot is restored as the base of a KV server's append-only files.
+AOF_DIR = "appendonlydir"
+AOF_BASE = "appendonly.aof.1.base.rdb"
+AOF_MANIFEST = "appendonly.aof.manifest"
 
 
 class BackupError(RuntimeError):
@@ -55,9 +62,15 @@ class Taken:
     skipped: list[str] = field(default_factory=list)
 
 
-def take(data_dir: Path, functions: list[str], out: Path) -> Taken:
+def take(
+    data_dir: Path,
+    functions: list[str],
+    out: Path,
+    kv: Callable[[str], Path | None] = lambda function: None,
+) -> Taken:
     """Write the archive of `data_dir` to `out` (whole or not at all). Blocking: run it in
-    a thread; it reads while the daemon serves."""
+    a thread; it reads while the daemon serves. `kv(NAME)` is a snapshot of the function's
+    running KV server (None when none runs)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     files: dict[str, dict[str, Any]] = {}
@@ -111,6 +124,16 @@ def take(data_dir: Path, functions: list[str], out: Path) -> Taken:
                             continue
                         except OSError as exc:  # e.g. a path longer than the system's limit
                             skipped.append(f"{function}/{relative[:200]}: {exc.strerror}")
+                try:
+                    snapshot = kv(function)
+                except RuntimeError as exc:  # the KV server failed to answer or to save
+                    raise BackupError(f"the KV store of {function}: {exc}") from exc
+                if snapshot is not None:
+                    add(f"kv/{function}/snapshot.rdb", snapshot, snapshot=True)
+                    continue
+                stored = data_dir / "functions" / function / "kv" / AOF_DIR
+                for relative, source in _walk(stored, skipped, function):
+                    add(f"kv/{function}/{AOF_DIR}/{relative}", source, snapshot=True)
             manifest = {
                 "hearth": hearth.__version__,
                 "schema": LATEST,
@@ -156,6 +179,8 @@ def restore(archive: Path, data_dir: Path) -> dict[str, Any]:
                 with source, target.open("wb") as fh:
                     shutil.copyfileobj(source, fh)
                 os.chmod(target, 0o600)
+        for snapshot in staging.glob(f"functions/*/kv/{AOF_DIR}/{AOF_BASE}"):
+            (snapshot.parent / AOF_MANIFEST).write_text(f"file {AOF_BASE} seq 1 type b\n")
         _give_back(staging, manifest["functions"])
         data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(data_dir, 0o700)
@@ -212,6 +237,10 @@ def _destination(name: str) -> Path:
         return Path("bundles", rest[0])
     if head == "data" and len(rest) >= 2:
         return Path("functions", rest[0], "data", *rest[1:])
+    if head == "kv" and len(rest) == 2 and rest[1] == "snapshot.rdb":
+        return Path("functions", rest[0], "kv", AOF_DIR, AOF_BASE)
+    if head == "kv" and len(rest) == 3 and rest[1] == AOF_DIR:
+        return Path("functions", rest[0], "kv", *rest[1:])
     raise BackupError(f"unexpected member in the archive: {name!r}")
 
 
@@ -232,10 +261,13 @@ def _give_back(staging: Path, functions: list[str]) -> None:
             continue
         uid = UID_BASE + number
         os.chmod(home, 0o711)
-        for folder, dirs, names in os.walk(home / "data"):
-            os.chown(folder, uid, uid)
-            for name in [*dirs, *names]:
-                os.chown(os.path.join(folder, name), uid, uid)
+        for top in (home / "data", home / "kv"):
+            if top.exists():
+                os.chmod(top, 0o700)
+            for folder, dirs, names in os.walk(top):
+                os.chown(folder, uid, uid)
+                for name in [*dirs, *names]:
+                    os.chown(os.path.join(folder, name), uid, uid)
 
 
 def _walk(folder: Path, skipped: list[str], function: str) -> Iterator[tuple[str, Path]]:
