@@ -399,6 +399,7 @@ def test_from_dict_accepts_what_earlier_versions_stored():
         },
         "access": {"public": True},
         "network": {"egress": True},
+        "kv": {"enabled": False, "memory": 64 * 1024**2},
     }
     assert FunctionSpec.from_dict({"name": "bare"}) == FunctionSpec(name="bare")
     future = {**stored, "scale": {**stored["scale"], "burst": 3}}
