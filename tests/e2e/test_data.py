@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+
+from tests.e2e.conftest import EXAMPLES
 
 NOTEBOOK = """
 import os
@@ -77,3 +80,22 @@ def test_hearth_data_looks_into_the_folder(daemon, fn_dir, tmp_path):
     assert refused.returncode != 0 and "path" in refused.stderr
     assert daemon.cli("data", "diary", "get", "nothing.txt").returncode != 0
     assert daemon.cli("data", "nobody", "ls").returncode != 0
+
+
+def test_a_django_projects_database_in_hearth_data_keeps_its_rows_across_deploys(daemon, tmp_path):
+    project = tmp_path / "django-notes"
+    shutil.copytree(EXAMPLES / "django-notes", project)
+    daemon.cli("deploy", str(project), check=True, timeout=600)
+    for text in ("first", "second"):
+        assert daemon.request("POST", "/fn/django-notes/", content=text).status_code == 200
+    listed = daemon.cli("data", "django-notes", "ls", check=True).stdout
+    assert "db.sqlite3" in listed  # in the function's data folder, not in its code
+    # a new version (new code folder), then a rollback: the rows are the same rows
+    (project / "notes" / "views.py").write_text(
+        (project / "notes" / "views.py").read_text() + "\n# v2\n"
+    )
+    assert daemon.deploy(project)["version"] == 2
+    assert daemon.get("/fn/django-notes/").json() == {"notes": ["first", "second"]}
+    daemon.request("POST", "/fn/django-notes/", content="third")
+    daemon.cli("rollback", "django-notes", check=True)
+    assert daemon.get("/fn/django-notes/").json() == {"notes": ["first", "second", "third"]}

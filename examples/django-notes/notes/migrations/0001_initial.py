@@ -1,0 +1,16 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    initial = True
+    dependencies: list[tuple[str, str]] = []
+    operations = [
+        migrations.CreateModel(
+            name="Note",
+            fields=[
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("text", models.TextField()),
+                ("created", models.DateTimeField(auto_now_add=True)),
+            ],
+        ),
+    ]
