@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -12,6 +14,7 @@ import threading
 from collections import Counter
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import Daemon, wait_for
 
@@ -173,3 +176,23 @@ def test_a_failed_scheduled_backup_is_an_event_with_its_reason(tmp_path, fn_dir)
         assert daemon.get("/fn/watched/").text == "ok"  # serving goes on
     finally:
         assert daemon.stop() == 0
+
+
+def test_a_backup_reads_a_functions_data_only_as_that_function(fresh_daemon, fn_dir, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root: without it there is no uid per function to read as")
+    daemon = fresh_daemon.start()
+    daemon.deploy(fn_dir("tenant", {"main.py": LEDGER}))
+    daemon.get("/fn/tenant/?add=kept")
+    data = daemon.function_data("tenant")
+    # put there by root, closed to the function: a backup made as root would take it
+    (data / "not-yours.txt").write_text("root's own")
+    os.chmod(data / "not-yours.txt", 0o600)
+    archive = tmp_path / "backup.tar.gz"
+    daemon.cli("backup", str(archive), check=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        names = tar.getnames()
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+    assert "data/tenant/ledger.db" in names
+    assert "data/tenant/not-yours.txt" not in names
+    assert any("not-yours.txt" in line for line in manifest["skipped"]), manifest["skipped"]

@@ -451,13 +451,8 @@ def create_app(
     async def backup() -> Response:
         """One archive of everything, taken while serving (admin tokens only: it holds
         the key to the secrets). `hearth restore` makes a data directory of it."""
-        config = plane.config
-        folder = config.data_dir / "backups"
-        name = time.strftime("hearth-%Y%m%d-%H%M%S.tar.gz", time.gmtime())
-        functions = [function for function, _ in store.functions()]
-        taken = await asyncio.to_thread(
-            backups.take, config.data_dir, functions, folder / name, plane.kv_snapshot
-        )
+        name = time.strftime(backups.BACKUP_NAME, time.gmtime())
+        taken = await plane.backup(plane.config.data_dir / "backups" / name)
         return FileResponse(
             taken.path,
             media_type="application/gzip",

@@ -18,6 +18,8 @@ from hearth.control.views import Views
 from hearth.metrics import Tally
 from hearth.sandbox.disks import Disks
 from hearth.store import BundleStore, Store, Vault
+from hearth.store import backup as backups
+from hearth.store.copy import copy_folder
 from hearth.supervisor import LogBook
 
 
@@ -36,10 +38,15 @@ class ControlPlane:
         disks: Disks | None = None,
         tally: Tally | None = None,
         kv: KeyValue | None = None,
+        copier: Callable[[str, int, Path, Path], list[str]] | None = None,
     ) -> None:
         self.store = store
         self.logs = logs
         self.kv = kv
+        # How a backup copies a function's data folder: (name, identity, folder, target).
+        self.copier = copier or (
+            lambda name, number, folder, target: copy_folder(folder, target, name)
+        )
         self.inbox = Inbox()
         self.reconciler = Reconciler(store, runner, router, self.inbox, tally=tally)
         self.secrets = Secrets(store, vault, self.reconciler.functions)
@@ -80,6 +87,22 @@ class ControlPlane:
         if self.kv is not None:
             await self.kv.close()
 
-    def kv_snapshot(self, function: str) -> Path | None:
-        """For backups: a snapshot of the function's running KV server (from a thread)."""
-        return self.kv.snapshot(function) if self.kv is not None else None
+    async def backup(self, out: Path) -> backups.Taken:
+        """One archive of everything into `out`, taken in a thread while serving."""
+        functions = [name for name, _ in self.store.functions()]
+        numbers = {name: self.store.identity(name) for name in functions}
+
+        def copier(function: str, folder: Path, target: Path) -> list[str]:
+            return self.copier(function, numbers[function], folder, target)
+
+        def snapshot(function: str) -> Path | None:
+            return self.kv.snapshot(function) if self.kv is not None else None
+
+        return await asyncio.to_thread(
+            backups.take, self.config.data_dir, functions, out, snapshot, copier
+        )
+
+
+def _copy_here(name: str, number: int, folder: Path, target: Path) -> list[str]:
+    """A backup's copy of a function's data, in the daemon's own process (no sandbox)."""
+    return copy_folder(folder, target, name)

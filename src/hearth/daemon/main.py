@@ -40,6 +40,7 @@ from hearth.sandbox.plan import BuildJail, Host, Planner, SandboxUnavailable, la
 from hearth.spec import folder_name
 from hearth.store import BundleStore, Store, Vault, VaultError
 from hearth.store import backup as backups
+from hearth.store.copy import copy_as, copy_folder
 from hearth.store.migrations import SchemaError
 from hearth.store.vault import load_key
 from hearth.supervisor import LogBook, Supervisor
@@ -135,6 +136,8 @@ async def serve(
     except SchemaError as exc:
         raise DaemonError(str(exc)) from exc
     ensure_token(data_dir, store)
+    for leftover in data_dir.glob(".backup-*"):  # a backup the last daemon did not finish
+        shutil.rmtree(leftover, ignore_errors=True)
     vault = open_vault(data_dir, store, dict(os.environ))
     logs = LogBook(data_dir / "logs")
     access = AccessLog(data_dir / "logs" / "access")
@@ -173,6 +176,7 @@ async def serve(
         disks=planner.disks,
         tally=tally,
         kv=Keeper(planner, store.identity, logs, redis_server, on_event=store.event),
+        copier=_copier(planner),
     )
     gateway.metering = config.metrics
     gateway.keeping = config.access_log or bool(config.otlp)
@@ -262,6 +266,19 @@ async def serve(
     say("hearth: stopped")
 
 
+def _copier(planner: Planner) -> Callable[[str, int, Path, Path], list[str]]:
+    """A backup's copy of a function's data, made by a child as that function (its uid,
+    its sandbox): never read as root (`hearth.store.copy`)."""
+
+    def copy(function: str, number: int, folder: Path, target: Path) -> list[str]:
+        if not planner.layers.identity:
+            return copy_folder(folder, target, function)
+        policy = planner.copy_policy(function, number, target)
+        return copy_as(policy.to_dict(), folder, target, function)
+
+    return copy
+
+
 async def _backups_forever(config: DaemonConfig, plane: ControlPlane, folder: Path) -> None:
     """A backup every `backup_every` seconds into `folder`, the newest `backup_keep` kept;
     each one (or its failure, with the reason) is an event of every function."""
@@ -272,9 +289,7 @@ async def _backups_forever(config: DaemonConfig, plane: ControlPlane, folder: Pa
         functions = [name for name, _ in store.functions()]
         path = folder / time.strftime(backups.BACKUP_NAME, time.gmtime())
         try:
-            taken = await asyncio.to_thread(
-                backups.take, config.data_dir, functions, path, plane.kv_snapshot
-            )
+            taken = await plane.backup(path)
             gone = await asyncio.to_thread(backups.rotate, folder, config.backup_keep)
         except (OSError, backups.BackupError, sqlite3.Error) as exc:
             log.error("scheduled backup failed: %s", exc)

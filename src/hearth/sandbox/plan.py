@@ -170,6 +170,27 @@ class Planner:
         )
         return policy, folder
 
+    def copy_policy(self, function: str, number: int, target: Path) -> Policy:
+        """The policy a backup copies the function's data folder under (`store.copy`): its
+        uid, with that folder and `target` (made its own here) and nothing else."""
+        chosen = self.layers
+        uid = self.uid(number)
+        if uid is not None:
+            os.chown(target, uid, uid)
+        return Policy(
+            uid=uid,
+            gid=uid,
+            rlimits=((resource.RLIMIT_CORE, 0),),
+            mounts=chosen.mounts,
+            network=not chosen.mounts,
+            landlock=chosen.landlock,
+            seccomp=chosen.seccomp,
+            read=(*SYSTEM_READ, *self.runtime),
+            # writing the data folder too: SQLite reads a busy database through its -shm
+            write=(str(self.data_folder(function)), str(target), *DEVICES),
+            env=dict(CLEAN_ENV),
+        )
+
     def data_folder(self, function: str) -> Path:
         """Where the function's data (HEARTH_DATA) is, as the daemon sees it."""
         return self.data_dir / "functions" / function / "data"

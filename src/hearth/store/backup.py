@@ -39,10 +39,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import hearth
+from hearth.store.copy import copy_folder, sqlite_copy
 from hearth.store.migrations import LATEST
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-SIDE_FILES = ("-wal", "-shm", "-journal")  # a database's own, taken with it by the API
+Copier = Callable[[str, Path, Path], list[str]]
+
 UID_BASE = 200_000  # as hearth.sandbox.plan: restored data belongs to its function's uid
 # As hearth.kv.server: a snapshot is restored as the base of a KV server's append-only files.
 AOF_DIR = "appendonlydir"
@@ -67,20 +68,30 @@ def take(
     functions: list[str],
     out: Path,
     kv: Callable[[str], Path | None] = lambda function: None,
+    copier: Copier | None = None,
 ) -> Taken:
     """Write the archive of `data_dir` to `out` (whole or not at all). Blocking: run it in
     a thread; it reads while the daemon serves. `kv(NAME)` is a snapshot of the function's
-    running KV server (None when none runs)."""
+    running KV server (None when none runs). `copier(NAME, FOLDER, TARGET)` copies a
+    function's data folder into TARGET and says what it left out (the daemon's runs as the
+    function: `hearth.store.copy`)."""
+    if copier is None:
+
+        def copier(function: str, folder: Path, target: Path) -> list[str]:
+            return copy_folder(folder, target, function)
+
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     files: dict[str, dict[str, Any]] = {}
     skipped: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="hearth-backup-") as scratch:
+    # Beside the data: a function's copy is written there by a child under its uid.
+    work = Path(tempfile.mkdtemp(prefix=".backup-", dir=data_dir))
+    try:
         with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
 
             def add(name: str, source: Path, snapshot: bool = False) -> None:
                 if snapshot:  # a file the function may be writing: one copy, then that
-                    copy = Path(scratch) / "file"
+                    copy = work / "file"
                     shutil.copyfile(source, copy)
                     source = copy
                 digest, size = _digest(source)
@@ -91,8 +102,8 @@ def take(
                     tar.addfile(info, fh)
                 files[name] = {"size": size, "sha256": digest}
 
-            state = Path(scratch) / "hearth.db"
-            _sqlite_copy(data_dir / "hearth.db", state)
+            state = work / "hearth.db"
+            sqlite_copy(data_dir / "hearth.db", state)
             add("state/hearth.db", state)
             key = data_dir / "secret.key"
             if key.is_file():
@@ -101,29 +112,16 @@ def take(
                 add(f"bundles/{archive.name}", archive)
             for function in functions:
                 folder = data_dir / "functions" / function / "data"
-                for relative, source in _walk(folder, skipped, function):
-                    name = f"data/{function}/{relative}"
-                    if relative.endswith(SIDE_FILES):
-                        continue  # a database's own, read through it
-                    if _is_sqlite(source):
-                        copy = Path(scratch) / "db"
-                        try:
-                            _sqlite_copy(source, copy)
-                        except sqlite3.Error:  # not one after all, or gone
-                            try:
-                                add(name, source, snapshot=True)
-                            except OSError as exc:
-                                skipped.append(f"{function}/{relative[:200]}: {exc.strerror}")
-                        else:
-                            add(name, copy)
-                        copy.unlink(missing_ok=True)
-                    else:
-                        try:
-                            add(name, source, snapshot=True)
-                        except FileNotFoundError:  # removed meanwhile: it is not there
-                            continue
-                        except OSError as exc:  # e.g. a path longer than the system's limit
-                            skipped.append(f"{function}/{relative[:200]}: {exc.strerror}")
+                if folder.is_dir():
+                    copied = work / "data" / function
+                    copied.mkdir(parents=True)
+                    try:
+                        skipped += copier(function, folder, copied)
+                    except RuntimeError as exc:  # the copying child failed
+                        raise BackupError(str(exc)) from exc
+                    for relative, source in _walk(copied, skipped, function):
+                        add(f"data/{function}/{relative}", source)
+                    shutil.rmtree(copied)
                 try:
                     snapshot = kv(function)
                 except RuntimeError as exc:  # the KV server failed to answer or to save
@@ -149,6 +147,9 @@ def take(
             tar.addfile(info, io.BytesIO(payload))
         os.chmod(partial, 0o600)  # it holds the secret key
         os.replace(partial, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        partial.unlink(missing_ok=True)
     return Taken(out, out.stat().st_size, len(files), skipped)
 
 
@@ -299,27 +300,6 @@ def _walk(folder: Path, skipped: list[str], function: str) -> Iterator[tuple[str
                 skipped.append(f"{function}/{(here / name).relative_to(folder).as_posix()}")
                 dirs.remove(name)
         dirs.sort()
-
-
-def _is_sqlite(path: Path) -> bool:
-    try:
-        with path.open("rb") as fh:
-            return fh.read(len(SQLITE_HEADER)) == SQLITE_HEADER
-    except OSError:
-        return False
-
-
-def _sqlite_copy(source: Path, dest: Path) -> None:
-    """A consistent copy of a database that may be written meanwhile (read-only)."""
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-    try:
-        target = sqlite3.connect(dest)
-        try:
-            src.backup(target)
-        finally:
-            target.close()
-    finally:
-        src.close()
 
 
 def _digest(path: Path) -> tuple[str, int]:
