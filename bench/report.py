@@ -161,6 +161,32 @@ def burst_and_steps(data: dict) -> list[str]:
     return lines
 
 
+def backup_lines(data: dict) -> list[str]:
+    if "backup" not in data:
+        return []
+    b = data["backup"]
+    return [
+        "## Backups",
+        "",
+        f"`hearth backup FILE` on the daemon above, holding {b['functions']}; "
+        f"{b['notes']} Django notes in SQLite, {b['kv_hits']} counter hits in KV.",
+        "",
+        f"- one backup: p50 {b['seconds_p50']:.2f} s, max {b['seconds_max']:.2f} s, "
+        f"{b['size_bytes'] / 1e6:.1f} MB",
+        f"- `asgi-hello` under wrk ({data['settings']['connections']} connections) while "
+        f"backups run back to back ({b['backups_during_load']} taken during the run), beside "
+        "the same load without:",
+        "",
+        "| | req/s | p99 ms | errors |",
+        "|---|---:|---:|---:|",
+        f"| without backups | {b['without']['rps']:.0f} | {b['without']['p99_ms']:.2f} | "
+        f"{b['without']['errors']} |",
+        f"| during backups | {b['during']['rps']:.0f} | {b['during']['p99_ms']:.2f} | "
+        f"{b['during']['errors']} |",
+        "",
+    ]
+
+
 def summary(data: dict) -> str:
     lines = [f"{k}: {v}" for k, v in data["ratios"].items()]
     lines += [f"{label}: {verdict}" for label, _, verdict in targets(data)]
@@ -298,6 +324,7 @@ def write(data: dict, out: Path, md_path: Path) -> None:
         ),
         "",
         *burst_and_steps(data),
+        *backup_lines(data),
         "## Many warm instances",
         "",
         "The `hello` functions above, scaled live (`hearth scale`) to more warm instances; "

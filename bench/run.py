@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -223,6 +224,61 @@ def step_load(hearth: Hearth, workdir: Path, quick: bool) -> dict:
         "timeline": timeline,
         "phases_summary": load.summary(timeline),
         "events": events,
+    }
+
+
+def backups(hearth: Hearth, work: Path, url: str, quick: bool, seconds: float) -> dict:
+    """What `hearth backup` costs with the examples holding data: its time and size, and
+    the p99 of a loaded function while backups run back to back, beside the same load
+    without them."""
+    hearth.deploy(EXAMPLES / "visits")
+    hearth.deploy(EXAMPLES / "django-notes")
+    kv = shutil.which("redis-server") is not None
+    if kv:
+        hearth.deploy(EXAMPLES / "kv-counter")
+    notes, hits = (200, 200) if quick else (2000, 2000)
+    with httpx.Client(base_url=hearth.url, timeout=30) as client:
+        for n in range(notes):
+            client.post("/fn/django-notes/", content=f"note {n}").raise_for_status()
+        for _ in range(hits if kv else 0):
+            client.post("/fn/kv-counter/hit").raise_for_status()
+    blob = work / "blob.bin"  # a file the size of a small upload folder, not compressible
+    blob.write_bytes(os.urandom((4 if quick else 32) * 1024**2))
+    hearth.cli("data", "visits", "put", "uploads/blob.bin", str(blob))
+    times, size = [], 0
+    for n in range(2 if quick else 5):
+        began = time.perf_counter()
+        hearth.cli("backup", str(work / f"backup-{n}.tar.gz"))
+        times.append(time.perf_counter() - began)
+        size = (work / f"backup-{n}.tar.gz").stat().st_size
+        (work / f"backup-{n}.tar.gz").unlink()
+    wrk.run(url, 1.0, CONNECTIONS)
+    without = wrk.run(url, seconds, CONNECTIONS)
+    stop = threading.Event()
+    taken = 0
+
+    def back_to_back() -> None:
+        nonlocal taken
+        while not stop.is_set():
+            hearth.cli("backup", str(work / "during.tar.gz"))
+            taken += 1
+
+    runner = threading.Thread(target=back_to_back)
+    runner.start()
+    time.sleep(0.2)
+    during = wrk.run(url, seconds, CONNECTIONS)
+    stop.set()
+    runner.join()
+    return {
+        "functions": "hello, asgi-hello, visits (+32 MiB file), django-notes, kv-counter",
+        "notes": notes,
+        "kv_hits": hits if kv else 0,
+        "seconds_p50": round(statistics.median(times), 3),
+        "seconds_max": round(max(times), 3),
+        "size_bytes": size,
+        "backups_during_load": taken,
+        "without": {"rps": without.rps, "p99_ms": without.p99_ms, "errors": without.errors},
+        "during": {"rps": during.rps, "p99_ms": during.p99_ms, "errors": during.errors},
     }
 
 
@@ -475,6 +531,8 @@ def main() -> None:
         print("bench: step load", flush=True)
         steps = step_load(hearth, work, quick)
 
+        print("bench: backup", flush=True)
+        backup = backups(hearth, work, f"{hearth.url}/fn/asgi-hello/", quick, seconds)
         print("bench: deploy", flush=True)
         deploy_times = deploys(hearth, work, 3 if quick else 10)
         print("bench: memory", flush=True)
@@ -525,6 +583,11 @@ def main() -> None:
         "pg.hearth-pooled/process-per-request": ratio(
             ("pg", "hearth-pooled"), ("pg", "process-per-request")
         ),
+        "p99 asgi-hello during backups/without": round(
+            backup["during"]["p99_ms"] / backup["without"]["p99_ms"], 3
+        )
+        if backup["without"]["p99_ms"]
+        else None,
     }
     data = {
         "machine": report.machine(),
@@ -552,6 +615,7 @@ def main() -> None:
         "neighbour_ms": neighbour,
         "burst": bursts,
         "steps": steps,
+        "backup": backup,
         "python": platform.python_version(),
     }
     args.out.mkdir(parents=True, exist_ok=True)

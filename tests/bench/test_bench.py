@@ -94,6 +94,10 @@ def test_quick_run_measures_every_scenario(tmp_path):
     assert (
         0 < data["memory_mb"]["instance_private"] < data["memory_mb"]["hundred_instances_private"]
     )
+    backup = data["backup"]
+    assert backup["size_bytes"] > 4 * 1024**2 and backup["seconds_p50"] > 0  # the blob is in
+    assert backup["during"]["errors"] == backup["without"]["errors"] == 0
+    assert backup["backups_during_load"] >= 1 and backup["during"]["p99_ms"] > 0
     burst = data["burst"]
     assert burst["clients"] == 500 and burst["errors"] == 0 and burst["all_served_s"] > 0
     timeline = data["steps"]["timeline"]
