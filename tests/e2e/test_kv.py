@@ -147,3 +147,41 @@ def _cmdline(proc) -> str:
         return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
     except OSError:
         return ""
+
+
+FILLER = """
+import os, redis
+
+store = redis.from_url(os.environ["REDIS_URL"])
+
+def handle(request):
+    try:
+        for n in range(4):
+            store.set(f"block-{n}", b"x" * 1024**2)
+    except redis.exceptions.OutOfMemoryError:
+        return {"stored": store.dbsize(), "refused": True}
+    return {"stored": store.dbsize(), "refused": False}
+"""
+
+
+def test_the_memory_cap_refuses_writes_and_a_new_version_changes_it(fresh_daemon, fn_dir):
+    daemon = fresh_daemon.start()
+    folder = fn_dir(
+        "filler", {"main.py": FILLER, "hearth.toml": '[kv]\nenabled = true\nmemory = "2MiB"\n'}
+    )
+    daemon.deploy(folder)
+    kv = daemon.status("filler")["kv"]
+    assert kv["running"] and kv["memory_limit"] == 2 * 1024**2
+    assert kv["url"].startswith("unix://") and kv["url"].endswith("/filler/kv.sock")
+    capped = daemon.get("/fn/filler/").json()
+    assert capped["refused"] and capped["stored"] < 4  # nothing evicted, the write refused
+    assert "kv running" in daemon.cli("status", "filler", check=True).stdout
+    pid = kv["pid"]
+    (folder / "hearth.toml").write_text('[kv]\nenabled = true\nmemory = "64MiB"\n')
+    daemon.deploy(folder)
+    after = daemon.status("filler")["kv"]
+    assert after["memory_limit"] == 64 * 1024**2 and after["pid"] == pid  # live, no restart
+    assert daemon.get("/fn/filler/").json() == {"stored": 4, "refused": False}
+    (folder / "hearth.toml").write_text("")  # a version without [kv]: the server stops
+    daemon.deploy(folder)
+    assert daemon.status("filler")["kv"] is None

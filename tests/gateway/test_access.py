@@ -77,3 +77,16 @@ async def test_an_unknown_function_is_still_404(setup):
     setup.send(b"GET /fn/nope/ HTTP/1.1\r\nHost: x\r\n\r\n")
     head, _ = error_body(setup.transport.take())
     assert head.startswith(b"HTTP/1.1 404 ")
+
+
+async def test_the_daemons_own_requests_pass_with_its_secret_and_only_with_it(setup):
+    private(setup, "k1")
+    secret = setup.gateway.internal
+    setup.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\nX-Hearth-Internal: %b\r\n\r\n" % secret)
+    head = setup.upstream_got()
+    assert head.startswith(b"GET /fn/hello/ ") and secret not in head  # never forwarded
+    setup.reply(OK)
+    assert setup.transport.take() == OK
+    setup.send(b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\nX-Hearth-Internal: guess\r\n\r\n")
+    head, _ = error_body(setup.transport.take())
+    assert head.startswith(b"HTTP/1.1 401 ")

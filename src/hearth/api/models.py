@@ -152,6 +152,20 @@ class Access(Answer):
     public: bool = Field(description="false: every request needs one of the function's keys.")
 
 
+class KvSettings(Answer):
+    enabled: bool = Field(description="true: a Redis of the function's own, in REDIS_URL.")
+    memory: int = Field(description="Its maxmemory in bytes (noeviction past it).")
+
+
+class KvServer(Answer):
+    """The function's running KV server, as the daemon keeps it."""
+
+    running: bool
+    pid: int | None
+    memory_limit: int = Field(description="Its maxmemory now, in bytes.")
+    url: str = Field(description="What the function finds in REDIS_URL.")
+
+
 class Spec(Answer):
     """hearth.toml as validated (see `hearth.spec.FunctionSpec`)."""
 
@@ -160,6 +174,7 @@ class Spec(Answer):
     scale: Scale
     limits: Limits
     access: Access
+    kv: KvSettings | None = None
     env: dict[str, str]
 
 
@@ -178,6 +193,7 @@ class FunctionDetail(FunctionBrief):
     last_error: str | None
     next_try_in: float | None = Field(description="Seconds until the next start attempt.")
     versions: list[Version]
+    kv: KvServer | None = Field(None, description="Its KV server, if it has one.")
 
 
 class Change(Answer):

@@ -263,6 +263,11 @@ def status(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
         access = spec.get("access", {})
         shown = f"scale {spec['scale']}  limits {spec['limits']}  access {access}"
         out.print(escape(shown), highlight=False)
+    kv = info.get("kv")
+    if kv:
+        state = f"running (pid {kv['pid']})" if kv["running"] else "[red]not running[/red]"
+        cap = kv["memory_limit"] / 1024**2
+        out.print(f"kv {state}, {cap:g} MiB cap, {kv['url']}", highlight=False)
 
 
 @app.command()

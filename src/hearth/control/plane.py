@@ -54,7 +54,7 @@ class ControlPlane:
             config, store, bundles, envs, self.reconciler, self.secrets, logs, forget, disks, kv
         )
         self.secrets.roll = self.rollouts.roll
-        self.views = Views(config, store, self.reconciler)
+        self.views = Views(config, store, self.reconciler, kv)
         self.config = config
 
     def __repr__(self) -> str:

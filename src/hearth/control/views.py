@@ -8,15 +8,23 @@ from typing import Any
 
 from hearth.config import DaemonConfig
 from hearth.control.errors import NotFound
+from hearth.control.ports import KeyValue
 from hearth.control.reconciler import Reconciler
 from hearth.store import Store
 
 
 class Views:
-    def __init__(self, config: DaemonConfig, store: Store, reconciler: Reconciler) -> None:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        store: Store,
+        reconciler: Reconciler,
+        kv: KeyValue | None = None,
+    ) -> None:
         self.config = config
         self.store = store
         self.reconciler = reconciler
+        self.kv = kv
 
     def overview(self, shown: Callable[[str], bool] = lambda name: True) -> list[dict[str, Any]]:
         return [
@@ -48,6 +56,7 @@ class Views:
         retry_in = function.retry_in() if function else 0.0
         info["next_try_in"] = round(retry_in, 3) if retry_in > 0 else None
         info["versions"] = self.versions(name)
+        info["kv"] = self.kv.describe(name) if self.kv is not None else None
         return info
 
     def instances(self, name: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ the response bytes as they come.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections import deque
 from typing import TYPE_CHECKING, cast
@@ -41,6 +42,7 @@ DROP = frozenset(
         b"x-forwarded-proto",
         b"x-forwarded-host",
         b"x-forwarded-prefix",
+        b"x-hearth-internal",
     }
 )
 BODY_BUFFER = 256 * 1024
@@ -527,6 +529,7 @@ class ClientProtocol(asyncio.Protocol):
         length = -1
         request_id: bytes | None = None
         traceparent: bytes | None = None
+        internal = False
         parts = [b"%b %b HTTP/%b\r\n" % (method, url, version.encode())]
         for hname, value in self._headers:
             lname = hname.lower()
@@ -535,6 +538,8 @@ class ClientProtocol(asyncio.Protocol):
                     request_id = value
                 elif lname == b"traceparent":
                     traceparent = value
+                elif lname == b"x-hearth-internal":
+                    internal = hmac.compare_digest(value, self.gateway.internal)
                 continue
             if lname == b"host":
                 if host is not None:
@@ -585,8 +590,8 @@ class ClientProtocol(asyncio.Protocol):
         elif length > pool.limits.body:
             exchange.error = (413, f"request body over the limit of {pool.limits.body} bytes")
             exchange.close_after = True  # answer at once, without reading the body
-        if route is not None and exchange.error is None:  # 401 without a key, 429 over rate
-            exchange.error = route.access.admit(exchange, self._headers)
+        if route is not None and exchange.error is None and not internal:
+            exchange.error = route.access.admit(exchange, self._headers)  # 401, 429
         self.current = exchange
         self.line.append(exchange)
         if len(self.line) > 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections import Counter, deque
 from collections.abc import Coroutine
 from typing import Any
@@ -33,6 +34,9 @@ class Gateway:
         self.sampled = False  # the traceparent flag of traces started here: spans exported
         self.metering = True  # count finished requests in their version's meter
         self.keeping = True  # keep finished requests (the access log, spans)
+        # The daemon's own requests (schedules, async invocations) carry this in
+        # `x-hearth-internal`: past a function's keys and rate limit. Never leaves the daemon.
+        self.internal = secrets.token_urlsafe(32).encode()
 
     def take_records(self) -> list[tuple[Any, ...]]:
         records, self.records = self.records, []

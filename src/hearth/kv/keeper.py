@@ -14,6 +14,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hearth.kv.server import KvError, Server, Settings
 from hearth.sandbox.plan import Planner
@@ -130,6 +131,18 @@ class Keeper:
 
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(function) for function in list(self.servers)))
+
+    def describe(self, function: str) -> dict[str, Any] | None:
+        """What `hearth status` shows of the function's server (None: it has none)."""
+        server = self.servers.get(function)
+        if server is None:
+            return None
+        return {
+            "running": server.alive,
+            "pid": server.pid,
+            "memory_limit": server.settings.memory,
+            "url": self.url(function),
+        }
 
     def snapshot(self, function: str) -> Path | None:
         """A consistent snapshot of the function's store, if its server runs (else None:
