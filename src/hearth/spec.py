@@ -157,6 +157,11 @@ class Limits:
     disk: int = field(default=1024**3, metadata=_size("16MiB", "1TiB"))
     # Requests per second for the whole function (None: unlimited); 429 over it.
     rate: float | None = field(default=None, metadata=_rate("1/m", "1000000/s"))
+    # Open WebSockets per version (503 past it); each holds one of an instance's
+    # `concurrency` slots while open.
+    websockets: int = field(default=1000, metadata=_whole(0, 1_000_000))
+    # A WebSocket with no byte either way for this long is closed (1001, going away).
+    websocket_idle: float = field(default=300.0, metadata=_duration("1s", "7d"))
 
 
 @dataclass(frozen=True)

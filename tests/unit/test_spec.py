@@ -396,6 +396,8 @@ def test_from_dict_accepts_what_earlier_versions_stored():
             "processes": 64,
             "files": 1024,
             "disk": 1024**3,
+            "websockets": 1000,
+            "websocket_idle": 300.0,
         },
         "access": {"public": True},
         "network": {"egress": True},

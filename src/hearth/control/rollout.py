@@ -331,7 +331,13 @@ class Rollouts:
         def on_recycle(pool: Pool, backend: Backend, reason: str) -> None:
             inbox.post(Recycle(pool.name, pool.version, backend.id, reason))
 
-        limits = RouteLimits(spec.limits.timeout, spec.limits.body, spec.scale.queue)
+        limits = RouteLimits(
+            spec.limits.timeout,
+            spec.limits.body,
+            spec.scale.queue,
+            spec.limits.websockets,
+            spec.limits.websocket_idle,
+        )
         pool = Pool(name, number, limits, on_demand=on_demand, on_recycle=on_recycle)
         user_env = {**spec.env, **self.secrets.opened(name)}
         if spec.kv.enabled and self.kv is not None:

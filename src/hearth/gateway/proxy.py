@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from hearth.gateway.access import Headers, Refusal
+from hearth.gateway.deferred import accepted, deferred
 from hearth.gateway.errors import error_response
 from hearth.gateway.meter import CLIENT_GONE
 from hearth.gateway.routes import Backend, Pool, pick, route_name
 from hearth.gateway.trace import Trace, trace_of
+from hearth.gateway.tunnel import GOING_AWAY, Tunnel
 from hearth.gateway.upstream import Upstream
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ DROP = frozenset(
         b"x-forwarded-host",
         b"x-forwarded-prefix",
         b"x-hearth-internal",
+        b"x-hearth-async",
+        b"x-hearth-timeout",
     }
 )
 BODY_BUFFER = 256 * 1024
@@ -63,6 +67,8 @@ class Exchange:
         "chunked",
         "client",
         "close_after",
+        "deferred",
+        "early",
         "error",
         "finished",
         "head",
@@ -75,8 +81,10 @@ class Exchange:
         "sent",
         "started",
         "status",
+        "timeout",
         "timer",
         "trace",
+        "upgrade",
         "upstream",
         "url",
         "waited",
@@ -119,6 +127,10 @@ class Exchange:
         self.queued_at = 0.0
         self.waited = 0.0  # seconds in the pool's queue
         self.sent = 0  # response bytes written to the client
+        self.upgrade = False  # a WebSocket handshake
+        self.deferred: list[tuple[bytes, bytes]] | None = None  # async: the client's headers
+        self.timeout = 0.0  # the daemon's own requests may ask for another than the pool's
+        self.early = b""  # what the client sent after its handshake, before the 101
 
     # lifecycle
 
@@ -133,7 +145,17 @@ class Exchange:
             status, message, *extra = self.error or (404, f"no function named {self.name!r}")
             self.fail(status, message, extra=extra[0] if extra else ())
             return
-        self.timer = self.client.loop.call_later(pool.limits.timeout, self.timed_out)
+        if self.deferred is not None:  # stored once its body is whole, answered 202
+            if self.body_done:
+                self._defer()
+            return
+        if self.upgrade and pool.tunnels >= pool.limits.websockets:
+            limit = pool.limits.websockets
+            self.fail(503, f"function {pool.name!r} has {limit} WebSockets open, its limit")
+            return
+        self.timer = self.client.loop.call_later(
+            self.timeout or pool.limits.timeout, self.timed_out
+        )
         backend = pick(pool.backends)
         if backend is not None and not pool.waiters:
             self.attach(backend)
@@ -215,6 +237,9 @@ class Exchange:
             return
         if self.finished or self.error is not None:
             return
+        if self.deferred is not None:  # kept whole, bounded by the body limit above
+            self.buffer.append(data)
+            return
         if self.chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
         if self.upstream is not None:
@@ -227,6 +252,10 @@ class Exchange:
 
     def end_body(self) -> None:
         self.body_done = True
+        if self.deferred is not None:
+            if self.started and not self.finished:
+                self._defer()
+            return
         if self.chunked and self.upstream is not None and not self.finished:
             self.upstream.send(b"0\r\n\r\n")
 
@@ -248,6 +277,48 @@ class Exchange:
             reusable = False  # the instance answered before reading the whole body
         self._release(reusable)
         self.client.exchange_done(self, close=self.close_after or not reusable)
+
+    def _defer(self) -> None:
+        """Hand the whole request to the daemon to run later; answer 202 with its id."""
+        gateway, pool = self.client.gateway, self.pool
+        assert self.deferred is not None and pool is not None and gateway.defer is not None
+        body, self.buffer = b"".join(self.buffer), []
+        request = deferred(
+            pool.name, self.method, self.url, self.deferred, body, self.trace.request_id
+        )
+        try:
+            invocation, location = gateway.defer(request)
+        except Exception as exc:  # the store refused it: nothing was accepted
+            self.fail(503, f"the invocation could not be stored: {exc}")
+            return
+        self.status = 202
+        answer = accepted(invocation, location, self.trace.headers, self.close_after)
+        self.sent += len(answer)
+        self._release(False)
+        self.client.write(answer)
+        self.client.exchange_done(self, close=self.close_after)
+
+    def open_tunnel(self, upstream: Upstream, rest: bytes) -> None:
+        """The instance accepted the WebSocket (101): join the two connections."""
+        backend, pool = self.backend, self.pool
+        assert backend is not None and pool is not None
+        if self.timer is not None:  # the handshake is answered; the idle limit rules now
+            self.timer.cancel()
+            self.timer = None
+        tunnel = Tunnel(self, self.client, upstream, backend)
+        backend.tunnels.add(tunnel)
+        pool.tunnels += 1
+        self.client.tunnel = upstream.tunnel = tunnel
+        if rest:
+            tunnel.from_upstream(rest)
+        if self.early:
+            upstream.send(self.early)
+            self.early = b""
+        self.client.resume_reading("upgrade")
+
+    def tunnel_closed(self) -> None:
+        self._release(False)
+        self.client.exchange_done(self, close=True)
 
     def upstream_failed(self) -> None:
         self.fail(502, "the function's instance closed the connection mid-request")
@@ -410,6 +481,7 @@ class ClientProtocol(asyncio.Protocol):
         self._head_bytes = 0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self.tunnel: Tunnel | None = None  # an open WebSocket: bytes pass through
 
     # asyncio callbacks
 
@@ -429,6 +501,10 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.from_client(data)
+            return
         if self.closing:
             return
         self.last_read = self.loop.time()
@@ -440,8 +516,17 @@ class ClientProtocol(asyncio.Protocol):
                 self._reject(refused.status, refused.message)
             elif not isinstance(refused, Closed):
                 raise
-        except httptools.HttpParserUpgrade:
-            self._reject(501, "protocol upgrades (WebSocket) are not supported yet")
+        except httptools.HttpParserUpgrade as exc:
+            if self.closing:  # the handshake is answered already (refused), and closes
+                return
+            handshake = self.line[-1] if self.line else None
+            if handshake is None or not handshake.upgrade or handshake.finished:
+                self._reject(501, "protocol upgrades other than WebSocket are not supported")
+                return
+            # Nothing more is parsed here: the bytes after the handshake are the client's
+            # first frames, for the instance once it accepts (or dropped with the close).
+            handshake.early = data[exc.args[0] :]
+            self.pause_reading("upgrade")
         except httptools.HttpParserError as exc:
             if not self.closing:  # else: bytes after a request that ended the connection
                 self._reject(400, f"malformed HTTP request: {exc}")
@@ -466,6 +551,8 @@ class ClientProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.transport = None
+        if self.tunnel is not None:
+            self.tunnel.close()
         if self in self.gateway.connections:
             self.gateway.connections.discard(self)
             counts = self.gateway.per_client
@@ -530,6 +617,9 @@ class ClientProtocol(asyncio.Protocol):
         request_id: bytes | None = None
         traceparent: bytes | None = None
         internal = False
+        upgrade: bytes | None = None
+        later = False
+        timeout = b""
         parts = [b"%b %b HTTP/%b\r\n" % (method, url, version.encode())]
         for hname, value in self._headers:
             lname = hname.lower()
@@ -540,6 +630,12 @@ class ClientProtocol(asyncio.Protocol):
                     traceparent = value
                 elif lname == b"x-hearth-internal":
                     internal = hmac.compare_digest(value, self.gateway.internal)
+                elif lname == b"upgrade":
+                    upgrade = value
+                elif lname == b"x-hearth-async":
+                    later = value.strip().lower() in (b"1", b"true")
+                elif lname == b"x-hearth-timeout":
+                    timeout = value
                 continue
             if lname == b"host":
                 if host is not None:
@@ -573,13 +669,19 @@ class ClientProtocol(asyncio.Protocol):
         trace = trace_of(request_id, traceparent, gateway.sampled)
         parts.append(trace.headers)
         keep_alive = parser.should_keep_alive()
-        if version == "1.0" and keep_alive:
+        websocket = (
+            upgrade is not None and upgrade.lower() == b"websocket" and parser.should_upgrade()
+        )
+        if websocket:
+            parts.append(b"upgrade: websocket\r\nconnection: Upgrade\r\n")
+        elif version == "1.0" and keep_alive:
             parts.append(b"connection: keep-alive\r\n")
         parts.append(b"\r\n")
         pool = route.choose() if route is not None else None
         exchange = Exchange(
-            self, pool, method, b"".join(parts), chunked, not keep_alive, url, trace
+            self, pool, method, b"".join(parts), chunked, not keep_alive or websocket, url, trace
         )
+        exchange.upgrade = websocket
         if pool is None:
             shown = name if name else url.decode("latin-1")
             exchange.error = (
@@ -592,6 +694,15 @@ class ClientProtocol(asyncio.Protocol):
             exchange.close_after = True  # answer at once, without reading the body
         if route is not None and exchange.error is None and not internal:
             exchange.error = route.access.admit(exchange, self._headers)  # 401, 429
+        if internal and timeout:
+            exchange.timeout = _seconds(timeout)
+        if later and exchange.error is None:
+            if gateway.defer is None:
+                exchange.error = (501, "asynchronous invocations are not enabled here")
+            elif websocket:
+                exchange.error = (400, "a WebSocket cannot be invoked asynchronously")
+            else:
+                exchange.deferred = self._headers
         self.current = exchange
         self.line.append(exchange)
         if len(self.line) > 1:
@@ -632,6 +743,12 @@ class ClientProtocol(asyncio.Protocol):
 
     def check_deadlines(self, now: float) -> None:
         """End a connection whose headers, body or next request are overdue."""
+        tunnel = self.tunnel
+        if tunnel is not None:
+            pool = tunnel.exchange.pool
+            if pool is not None and now - tunnel.last > pool.limits.websocket_idle:
+                tunnel.close(GOING_AWAY)
+            return
         if self.closing:
             return
         config = self.config
@@ -702,3 +819,12 @@ class ClientProtocol(asyncio.Protocol):
         for exchange in self.line:
             exchange.client_lost()
         self.line.clear()
+
+
+def _seconds(text: bytes) -> float:
+    """A timeout the daemon asked for (x-hearth-timeout), within a day; 0: the pool's."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        return 0.0
+    return seconds if 0 < seconds <= 86400 else 0.0

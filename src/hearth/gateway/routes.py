@@ -20,6 +20,7 @@ from hearth.gateway.meter import Meter
 
 if TYPE_CHECKING:
     from hearth.gateway.proxy import Exchange
+    from hearth.gateway.tunnel import Tunnel
     from hearth.gateway.upstream import Upstream
 
 
@@ -28,6 +29,8 @@ class RouteLimits:
     timeout: float = 30.0
     body: int = 10 * 1000**2
     queue: int = 256
+    websockets: int = 1000  # open WebSockets per version (503 past it)
+    websocket_idle: float = 300.0  # seconds without a byte either way: closed (1001)
 
 
 class Backend:
@@ -44,6 +47,7 @@ class Backend:
         "pool",
         "requests",
         "routable",
+        "tunnels",
     )
 
     def __init__(self, id: str, path: str, concurrency: int) -> None:
@@ -57,6 +61,7 @@ class Backend:
         self.pool: Pool | None = None  # set when a pool routes to it
         self.idle_since = time.monotonic()
         self._drained: asyncio.Event | None = None
+        self.tunnels: set[Tunnel] = set()  # its open WebSockets (each also in flight)
 
     def __repr__(self) -> str:
         state = "routable" if self.routable else "not routable"
@@ -126,6 +131,7 @@ class Pool:
         self.backends: list[Backend] = []
         self.waiters: deque[Exchange] = deque()
         self.meter = Meter()
+        self.tunnels = 0  # open WebSockets
 
     def __repr__(self) -> str:
         return (

@@ -9,8 +9,10 @@ from collections.abc import Coroutine
 from typing import Any
 
 from hearth.gateway.config import GatewayConfig
+from hearth.gateway.deferred import Defer
 from hearth.gateway.proxy import ClientProtocol
 from hearth.gateway.routes import Backend, Pool, Route
+from hearth.gateway.tunnel import GOING_AWAY
 
 SWEEP = 1.0  # seconds between passes over the connections' deadlines
 
@@ -37,6 +39,8 @@ class Gateway:
         # The daemon's own requests (schedules, async invocations) carry this in
         # `x-hearth-internal`: past a function's keys and rate limit. Never leaves the daemon.
         self.internal = secrets.token_urlsafe(32).encode()
+        # Stores an asynchronous invocation (X-Hearth-Async: 1); None: refused with 501.
+        self.defer: Defer | None = None
 
     def take_records(self) -> list[tuple[Any, ...]]:
         records, self.records = self.records, []
@@ -111,6 +115,8 @@ class Gateway:
         """Stop routing to `backend` and wait for its in-flight requests to finish."""
         pool.withdraw(backend)
         done = await backend.wait_idle(timeout)
+        for tunnel in list(backend.tunnels):  # WebSockets still open at the deadline
+            tunnel.close(GOING_AWAY)
         backend.close_idle()
         return done
 

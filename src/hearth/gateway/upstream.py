@@ -14,6 +14,7 @@ import httptools
 if TYPE_CHECKING:
     from hearth.gateway.proxy import Exchange
     from hearth.gateway.routes import Backend
+    from hearth.gateway.tunnel import Tunnel
 
 
 class Overrun(Exception):
@@ -30,6 +31,7 @@ class Upstream(asyncio.Protocol):
         "parser",
         "reusable",
         "transport",
+        "tunnel",
     )
 
     def __init__(self, backend: Backend) -> None:
@@ -41,6 +43,7 @@ class Upstream(asyncio.Protocol):
         self._head_only = False
         self._done: bool | None = None  # keep-alive of a response that ended in this read
         self._tail = b""  # the last bytes of a HEAD response's head seen so far
+        self.tunnel: Tunnel | None = None  # after a 101: bytes pass through, unparsed
 
     def __repr__(self) -> str:
         state = "active" if self.exchange else "idle"
@@ -54,6 +57,10 @@ class Upstream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         """Parse first, forward after: what an instance writes beyond the end of the response
         it owes never reaches a client (it could forge the answer to someone's next request)."""
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.from_upstream(data)
+            return
         exchange = self.exchange
         if exchange is None:  # an instance must not speak unasked: it may be forging
             self.close()
@@ -70,6 +77,14 @@ class Upstream(asyncio.Protocol):
             return
         except httptools.HttpParserError as exc:
             self._broken(exchange, f"sent a malformed response ({exc})")
+            return
+        except httptools.HttpParserUpgrade as exc:  # 101: a WebSocket from here on
+            if not exchange.upgrade or exchange.status != 101:
+                self._broken(exchange, "switched protocols unasked")
+                return
+            at = exc.args[0]
+            exchange.forward_response(data[:at])
+            exchange.open_tunnel(self, data[at:])
             return
         if self._head_only:
             end = self._head_end(data)
@@ -92,6 +107,9 @@ class Upstream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
         self.transport = None
+        if self.tunnel is not None:
+            self.tunnel.close()
+            return
         if self.exchange is not None:
             self.exchange.upstream_failed()
         elif self in self.backend.idle:

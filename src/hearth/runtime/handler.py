@@ -36,6 +36,9 @@ class HandlerApp:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
+        if scope["type"] == "websocket":  # refused before it opens: the client sees 403
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http":
             raise RuntimeError(f"handle(request) functions serve HTTP only, not {scope['type']}")
         request = Request(scope, receive)

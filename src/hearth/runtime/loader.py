@@ -40,12 +40,26 @@ def load(entrypoint: str | None, concurrency: int) -> tuple[ASGIApp, str]:
     if kind == "asgi":
         return target, kind
     if kind == "wsgi":
-        wsgi: ASGIApp = WSGIMiddleware(target, workers=concurrency)  # type: ignore[assignment]
+        wsgi: ASGIApp = WSGIMiddleware(  # type: ignore[assignment]
+            terminated(target), workers=concurrency
+        )
         return wsgi, kind
     return (
         HandlerApp(target, getattr(module, "setup", None), getattr(module, "teardown", None)),
         kind,
     )
+
+
+def terminated(app: Any) -> Any:
+    """The WSGI app, told that its input ends where the body ends (`wsgi.input_terminated`,
+    as gunicorn says): a chunked body has no Content-Length, and without this Werkzeug
+    (Flask) reads it as empty. a2wsgi's input does end there."""
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        environ["wsgi.input_terminated"] = True
+        return app(environ, start_response)
+
+    return wsgi
 
 
 def interface(target: Any) -> str:
