@@ -161,6 +161,27 @@ def burst_and_steps(data: dict) -> list[str]:
     return lines
 
 
+def websocket_lines(data: dict) -> list[str]:
+    if "websocket" not in data:
+        return []
+    w = data["websocket"]
+    return [
+        "## WebSocket echo",
+        "",
+        "`bench/apps/ws-echo` (raw ASGI echo), 16 connections each sending a 32-byte text "
+        "message and awaiting its echo (`bench/ws.py`, a client process of its own); "
+        "median of the rounds.",
+        "",
+        "| system | round trips/s | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {name} | {v['round_trips_per_s']:.0f} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} |"
+            for name, v in w.items()
+        ),
+        "",
+    ]
+
+
 def backup_lines(data: dict) -> list[str]:
     if "backup" not in data:
         return []
@@ -324,6 +345,7 @@ def write(data: dict, out: Path, md_path: Path) -> None:
         ),
         "",
         *burst_and_steps(data),
+        *websocket_lines(data),
         *backup_lines(data),
         "## Many warm instances",
         "",

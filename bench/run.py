@@ -282,6 +282,38 @@ def backups(hearth: Hearth, work: Path, url: str, quick: bool, seconds: float) -
     }
 
 
+def websocket_echo(hearth: Hearth, rounds: int, seconds: float) -> dict[str, dict[str, float]]:
+    """WebSocket round trips per second (`bench/ws.py`, a client process of its own): the
+    echo app under uvicorn alone and through Hearth's gateway, alternating rounds."""
+    hearth.deploy(APPS / "ws-echo")
+    direct = Uvicorn(APPS / "ws-echo", "main:app", {})
+    urls = {
+        "direct": direct.url.replace("http://", "ws://") + "/",
+        "hearth": hearth.url.replace("http://", "ws://") + "/fn/ws-echo/",
+    }
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
+    try:
+        for _ in range(rounds):
+            for name, url in urls.items():
+                out = subprocess.run(
+                    [sys.executable, str(ROOT / "bench" / "ws.py"), url, "16", str(seconds)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=seconds + 60,
+                )
+                runs[name].append(json.loads(out.stdout))
+    finally:
+        direct.stop()
+    return {
+        name: {
+            key: round(statistics.median(r[key] for r in rs), 3)
+            for key in ("round_trips_per_s", "p50_ms", "p99_ms")
+        }
+        for name, rs in runs.items()
+    }
+
+
 def private_mb(pid: int) -> float:
     fields = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
@@ -531,6 +563,8 @@ def main() -> None:
         print("bench: step load", flush=True)
         steps = step_load(hearth, work, quick)
 
+        print("bench: websocket echo", flush=True)
+        ws = websocket_echo(hearth, rounds, seconds)
         print("bench: backup", flush=True)
         backup = backups(hearth, work, f"{hearth.url}/fn/asgi-hello/", quick, seconds)
         print("bench: deploy", flush=True)
@@ -583,6 +617,11 @@ def main() -> None:
         "pg.hearth-pooled/process-per-request": ratio(
             ("pg", "hearth-pooled"), ("pg", "process-per-request")
         ),
+        "ws-echo.hearth/direct": round(
+            ws["hearth"]["round_trips_per_s"] / ws["direct"]["round_trips_per_s"], 3
+        )
+        if ws["direct"]["round_trips_per_s"]
+        else None,
         "p99 asgi-hello during backups/without": round(
             backup["during"]["p99_ms"] / backup["without"]["p99_ms"], 3
         )
@@ -616,6 +655,7 @@ def main() -> None:
         "burst": bursts,
         "steps": steps,
         "backup": backup,
+        "websocket": ws,
         "python": platform.python_version(),
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -94,6 +94,8 @@ def test_quick_run_measures_every_scenario(tmp_path):
     assert (
         0 < data["memory_mb"]["instance_private"] < data["memory_mb"]["hundred_instances_private"]
     )
+    for system in ("direct", "hearth"):
+        assert data["websocket"][system]["round_trips_per_s"] > 0, data["websocket"]
     backup = data["backup"]
     assert backup["size_bytes"] > 4 * 1024**2 and backup["seconds_p50"] > 0  # the blob is in
     assert backup["during"]["errors"] == backup["without"]["errors"] == 0
