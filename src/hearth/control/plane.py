@@ -4,7 +4,12 @@ what serves, keys and secrets, and the views the API reads."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hearth.builder.envs import EnvBuilder
@@ -47,6 +52,9 @@ class ControlPlane:
         self.copier = copier or (
             lambda name, number, folder, target: copy_folder(folder, target, name)
         )
+        # Backups run one at a time, in a thread of their own at the lowest CPU priority
+        # (and so do the processes it starts): serving comes first.
+        self._backups = ThreadPoolExecutor(1, "backup", initializer=_background)
         self.inbox = Inbox()
         self.reconciler = Reconciler(store, runner, router, self.inbox, tally=tally)
         self.secrets = Secrets(store, vault, self.reconciler.functions)
@@ -98,11 +106,20 @@ class ControlPlane:
         def snapshot(function: str) -> Path | None:
             return self.kv.snapshot(function) if self.kv is not None else None
 
-        return await asyncio.to_thread(
+        take = functools.partial(
             backups.take, self.config.data_dir, functions, out, snapshot, copier
         )
+        return await asyncio.get_running_loop().run_in_executor(self._backups, take)
 
 
 def _copy_here(name: str, number: int, folder: Path, target: Path) -> list[str]:
     """A backup's copy of a function's data, in the daemon's own process (no sandbox)."""
     return copy_folder(folder, target, name)
+
+
+BACKGROUND = 19  # the nice value of the backup thread
+
+
+def _background() -> None:
+    with contextlib.suppress(OSError):  # Linux: a thread's own priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND)
