@@ -1,6 +1,7 @@
 """No lock-in: every example also runs under plain uvicorn or gunicorn, without the daemon."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -93,5 +94,53 @@ def test_pg_visits_under_uvicorn():
     try:
         first = httpx.get(f"http://127.0.0.1:{port}/").json()["visits"]
         assert httpx.get(f"http://127.0.0.1:{port}/").json()["visits"] == first + 1
+    finally:
+        stop(proc)
+
+
+def test_kv_counter_under_uvicorn_with_a_local_redis():
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/15"
+    try:
+        redis.from_url(url).flushdb()
+    except redis.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    port = free_port()
+    proc = serve(uvicorn("main:app", port), EXAMPLES / "kv-counter", port, {"REDIS_URL": url})
+    try:
+        hits = [httpx.post(f"http://127.0.0.1:{port}/hit").json()["hits"] for _ in range(3)]
+        assert hits == [1, 2, 3]
+    finally:
+        stop(proc)
+        redis.from_url(url).flushdb()
+
+
+def test_chat_under_uvicorn():
+    from websockets.sync.client import connect
+
+    port = free_port()
+    proc = serve(uvicorn("main:app", port), EXAMPLES / "chat", port)
+    try:
+        with (
+            connect(f"ws://127.0.0.1:{port}/ws") as one,
+            connect(f"ws://127.0.0.1:{port}/ws") as two,
+        ):
+            one.send("hi")
+            assert two.recv(timeout=10) == "hi"
+    finally:
+        stop(proc)
+
+
+def test_django_notes_under_gunicorn(tmp_path):
+    pytest.importorskip("django")
+    project = tmp_path / "django-notes"
+    shutil.copytree(EXAMPLES / "django-notes", project)
+    port = free_port()
+    argv = [str(BIN / "gunicorn"), "notes.wsgi:application", "-b", f"127.0.0.1:{port}"]
+    proc = serve(argv, project, port)  # no HEARTH_DATA: the database sits beside manage.py
+    try:
+        httpx.post(f"http://127.0.0.1:{port}/", content=b"portable")
+        assert httpx.get(f"http://127.0.0.1:{port}/").json() == {"notes": ["portable"]}
+        assert (project / "db.sqlite3").exists()
     finally:
         stop(proc)

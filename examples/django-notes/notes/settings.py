@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("HEARTH_DATA", BASE_DIR))
+DATA = Path(os.environ.get("HEARTH_DATA") or BASE_DIR)
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "development-only-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
