@@ -18,6 +18,7 @@ from hearth.cli.client import Api, ClientError, data_dir
 from hearth.cli.common import DataDir, JsonOut, err, out
 from hearth.cli.top import top
 from hearth.spec import folder_name
+from hearth.units import format_size
 
 app = typer.Typer(
     help="Hearth: deploy a folder of Python, get a URL.",
@@ -266,8 +267,8 @@ def status(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
     kv = info.get("kv")
     if kv:
         state = f"running (pid {kv['pid']})" if kv["running"] else "[red]not running[/red]"
-        cap = kv["memory_limit"] / 1024**2
-        out.print(f"kv {state}, {cap:g} MiB cap, {kv['url']}", highlight=False)
+        cap = format_size(kv["memory_limit"])
+        out.print(f"kv {state}, {cap} cap, {kv['url']}", highlight=False)
 
 
 @app.command()
