@@ -33,8 +33,15 @@ MAX_ENV_KEYS = 1000
 MAX_ENV_VALUE = 32 * 1024
 MAX_TOML = 1024**2
 NAME_HINT = "use lowercase letters, digits and '-', starting with a letter (at most 63 characters)"
-_TOP_KEYS = ("name", "entrypoint", "scale", "limits", "access", "network", "kv", "env")
+_TOP_KEYS = ("name", "entrypoint", "scale", "limits", "access", "network", "kv", "env", "schedule")
 _RULE = "hearth.rule"
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+MAX_SCHEDULES = 50
+MAX_SCHEDULE_PATH = 2048
+MAX_CRON = 200
+# A request target as it goes on the request line: printable ASCII, no space.
+SCHEDULE_PATH = re.compile(r"/[\x21-\x7e]*")
+CRON_TEXT = re.compile(r"[\x20-\x7e]+")
 _SHOWN = 40
 
 Kind = Literal["int", "number", "duration", "size", "rate", "bool"]
@@ -188,6 +195,30 @@ _Section = TypeVar("_Section", Scale, Limits, Access, Network, Kv)
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """One `[[schedule]]`: the daemon sends `method path` to the function at each tick of
+    `cron` (five fields, read in UTC) or `every` (seconds); exactly one of the two is set."""
+
+    cron: str | None = None
+    every: float | None = field(default=None, metadata=_duration("1s", "7d"))
+    path: str = "/"
+    method: str = "POST"
+
+    @property
+    def when(self) -> str:
+        """How it is said to people (and in `x-hearth-schedule`): the cron expression, or
+        `every 30s`."""
+        if self.cron is not None:
+            return self.cron
+        return f"every {format_duration(self.every or 0.0)}"
+
+    @property
+    def key(self) -> str:
+        """What identifies the schedule across deploys and restarts (its stored runs)."""
+        return f"{self.when} {self.method} {self.path}"
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     name: str
     entrypoint: str | None = None
@@ -197,6 +228,7 @@ class FunctionSpec:
     network: Network = field(default_factory=Network)
     kv: Kv = field(default_factory=Kv)
     env: dict[str, str] = field(default_factory=dict)
+    schedules: tuple[Schedule, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -217,6 +249,8 @@ class FunctionSpec:
             network=Network(**_known(Network, data.get("network", {}))),
             kv=Kv(**_known(Kv, data.get("kv", {}))),
             env=dict(data.get("env", {})),
+            # Specs stored before schedules existed have none.
+            schedules=tuple(Schedule(**_known(Schedule, s)) for s in data.get("schedules", ())),
         )
 
 
@@ -267,6 +301,7 @@ def parse_spec(text: str | bytes | None, default_name: str) -> FunctionSpec:
     network = _section(Network, data, "network")
     kv = _section(Kv, data, "kv")
     env = _env(data.get("env", {}))
+    schedules = _schedules(data.get("schedule", []))
     return FunctionSpec(
         name=name,
         entrypoint=entrypoint,
@@ -276,6 +311,7 @@ def parse_spec(text: str | bytes | None, default_name: str) -> FunctionSpec:
         network=network,
         kv=kv,
         env=env,
+        schedules=schedules,
     )
 
 
@@ -371,6 +407,108 @@ def _section(
     return cls(**values)
 
 
+def _schedules(raw: object) -> tuple[Schedule, ...]:
+    """The [[schedule]] tables, each checked, at most MAX_SCHEDULES, none twice."""
+    if isinstance(raw, dict):
+        raise SpecError(
+            "hearth.toml [schedule] is a single table: write each schedule as [[schedule]] "
+            '(two brackets), e.g. [[schedule]] then every = "1m"'
+        )
+    if not isinstance(raw, list) or not all(isinstance(table, dict) for table in raw):
+        raise SpecError(
+            f"hearth.toml schedule = {_show(raw)}: must be [[schedule]] tables, each a "
+            '[[schedule]] line followed by key = value lines, e.g. every = "1m"'
+        )
+    if len(raw) > MAX_SCHEDULES:
+        raise SpecError(
+            f"hearth.toml has {len(raw)} [[schedule]] tables; at most {MAX_SCHEDULES} are allowed"
+        )
+    schedules: list[Schedule] = []
+    for number, table in enumerate(raw, 1):
+        where = f"hearth.toml [[schedule]] #{number}"
+        schedule = _schedule(table, where)
+        same = next((i for i, s in enumerate(schedules, 1) if s.key == schedule.key), None)
+        if same is not None:
+            raise SpecError(
+                f"{where} is the same as #{same} ({schedule.when}, {schedule.method} "
+                f"{schedule.path}): remove one"
+            )
+        schedules.append(schedule)
+    return tuple(schedules)
+
+
+def _schedule(table: dict[str, Any], where: str) -> Schedule:
+    # croniter loads only to read a schedule: the CLI imports this module on every command.
+    from hearth.scheduler.timing import CRON_FIELDS, cron_problem
+
+    _only_known(table, where, tuple(f.name for f in fields(Schedule)))
+    if ("cron" in table) == ("every" in table):
+        has = " (it has both)" if "cron" in table else ""
+        raise SpecError(
+            f'{where}: needs exactly one of cron = "*/5 * * * *" (UTC) or every = "30s"{has}'
+        )
+    cron: str | None = None
+    every: float | None = None
+    if "cron" in table:
+        raw = table["cron"]
+        if not isinstance(raw, str) or len(raw) > MAX_CRON or not CRON_TEXT.fullmatch(raw):
+            raise SpecError(
+                f"{where} cron = {_show(raw)}: must be a string of five fields ({CRON_FIELDS}), "
+                'e.g. "*/5 * * * *"'
+            )
+        problem = cron_problem(raw)
+        if problem is not None:
+            raise SpecError(f"{where} cron = {_show(raw)}: {problem}")
+        cron = " ".join(raw.split())
+    else:
+        rule: Rule = next(f for f in fields(Schedule) if f.name == "every").metadata[_RULE]
+        try:
+            every = float(rule.read(table["every"]))
+        except ValueError as exc:
+            raise SpecError(
+                f"{where} every = {_show(table['every'])}: must be a duration from "
+                f'{rule.low_text} to {rule.high_text} (e.g. "30s")'
+            ) from exc
+    return Schedule(
+        cron=cron,
+        every=every,
+        path=_schedule_path(table.get("path", "/"), where),
+        method=_schedule_method(table.get("method", "POST"), where),
+    )
+
+
+def _schedule_path(path: object, where: str) -> str:
+    """The request target the daemon sends: it must reach this function and no other."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise SpecError(
+            f'{where} path = {_show(path)}: must be a path starting with "/", e.g. "/tasks/cleanup"'
+        )
+    if len(path) > MAX_SCHEDULE_PATH:
+        raise SpecError(
+            f"{where} path is {len(path)} bytes; at most {MAX_SCHEDULE_PATH} are allowed"
+        )
+    if not SCHEDULE_PATH.fullmatch(path):
+        raise SpecError(
+            f"{where} path = {_show(path)}: must be printable ASCII without spaces "
+            "(percent-encode anything else, e.g. %20 for a space)"
+        )
+    if "#" in path:
+        raise SpecError(f"{where} path = {_show(path)}: a fragment (#...) is never sent; drop it")
+    # A client may resolve dot segments: /fn/NAME/../other would call another function.
+    if any(step in (".", "..") for step in path.split("?", 1)[0].split("/")):
+        raise SpecError(
+            f"{where} path = {_show(path)}: '.' and '..' segments are not allowed; write the "
+            "path they lead to"
+        )
+    return path
+
+
+def _schedule_method(method: object, where: str) -> str:
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        raise SpecError(f"{where} method = {_show(method)}: must be one of {', '.join(METHODS)}")
+    return method.upper()
+
+
 def _env(table: object) -> dict[str, str]:
     if not isinstance(table, dict):
         raise SpecError(
@@ -451,7 +589,7 @@ def _only_known(table: dict[str, Any], where: str, known: tuple[str, ...]) -> No
         raise SpecError(f"{where}: unknown key{plural} {shown}; known: {', '.join(sorted(known))}")
 
 
-def _known(cls: type[_Section], stored: dict[str, Any]) -> dict[str, Any]:
+def _known(cls: type[Any], stored: dict[str, Any]) -> dict[str, Any]:
     names = {f.name for f in fields(cls)}
     return {key: value for key, value in stored.items() if key in names}
 

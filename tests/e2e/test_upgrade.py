@@ -4,6 +4,7 @@ had schema N (tests/fixtures/make_datadir.py), and stays as it was made."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from collections import Counter
@@ -31,6 +32,9 @@ def test_an_earlier_data_directory_serves_after_upgrade(fixture, tmp_path):
         assert set(answers) == {"kept v1", "kept v2 hello"}, answers
         kinds = {e["kind"] for e in daemon.events("keeper")}
         assert {"deploy", "traffic"} <= kinds  # the history came along
+        if int(fixture.name.rsplit("-", 1)[1]) >= 3:  # v2's schedule, and its last tick
+            listed = daemon.cli("schedules", "keeper", "--json", check=True).stdout
+            assert [(s["every"], s["path"]) for s in json.loads(listed)] == [(3600.0, "/")]
     finally:
         assert daemon.stop() == 0
     with sqlite3.connect(data / "hearth.db") as db:

@@ -20,7 +20,8 @@ def test_a_new_database_takes_every_step(tmp_path):
     store = Store(tmp_path / "hearth.db")
     assert store.schema == LATEST
     assert store.db.execute("pragma user_version").fetchone() == (LATEST,)
-    assert store.rollups("f", 0) == []  # the newest step's table is there
+    assert store.rollups("f", 0) == []  # each step's table is there
+    assert store.schedule_rows("f") == {}
     store.close()
 
 
@@ -51,3 +52,26 @@ def test_a_newer_database_is_refused(tmp_path):
     db.close()
     with pytest.raises(SchemaError, match="from a newer Hearth"):
         Store(tmp_path / "hearth.db")
+
+
+def test_schedule_runs_are_kept_per_function_until_it_is_removed(tmp_path):
+    store = Store(tmp_path / "hearth.db")
+    store.new_version("f", "sha", "base", {"name": "f"})
+    store.schedule_tick("f", "every 1m POST /", 100.0, None)
+    store.schedule_tick("f", "every 1m POST /", 160.0, 160.5)  # a run starts
+    store.schedule_done("f", "every 1m POST /", 200, 0.25, None)
+    store.schedule_tick("f", "0 3 * * * GET /x", 50.0, None)
+    row = store.schedule_rows("f")["every 1m POST /"]
+    assert (row.last_due, row.last_run, row.last_status, row.last_seconds) == (
+        160.0,
+        160.5,
+        200,
+        0.25,
+    )
+    store.schedule_tick("f", "every 1m POST /", 220.0, None)  # a skipped tick keeps the last run
+    assert store.schedule_rows("f")["every 1m POST /"].last_status == 200
+    store.keep_schedules("f", {"0 3 * * * GET /x"})
+    assert set(store.schedule_rows("f")) == {"0 3 * * * GET /x"}
+    store.remove("f")
+    assert store.schedule_rows("f") == {}
+    store.close()

@@ -31,6 +31,8 @@ TABLE = {
     ("GET", "/v1/functions/{name}/secrets"): {ADMIN, READ, OWN},
     ("PUT", "/v1/functions/{name}/secrets/{key}"): {ADMIN, OWN},
     ("DELETE", "/v1/functions/{name}/secrets/{key}"): {ADMIN, OWN},
+    ("GET", "/v1/functions/{name}/schedules"): {ADMIN, READ, OWN},
+    ("GET", "/v1/schedules"): {ADMIN, READ, OWN},  # a deploy token sees its function's
     ("GET", "/v1/metrics"): {ADMIN, READ, OWN},
     ("GET", "/metrics"): {ADMIN, READ},  # every function's numbers
     ("GET", "/v1/backup"): {ADMIN},

@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,7 @@ from hearth.spec import (
     FunctionSpec,
     Limits,
     Scale,
+    Schedule,
     SpecError,
     check_name,
     folder_name,
@@ -402,6 +404,7 @@ def test_from_dict_accepts_what_earlier_versions_stored():
         "access": {"public": True},
         "network": {"egress": True},
         "kv": {"enabled": False, "memory": 64 * 1024**2},
+        "schedules": (),
     }
     assert FunctionSpec.from_dict({"name": "bare"}) == FunctionSpec(name="bare")
     future = {**stored, "scale": {**stored["scale"], "burst": 3}}
@@ -509,3 +512,182 @@ def test_any_value_is_either_accepted_or_refused_with_spec_error(settings_):
     assert 0 <= spec.scale.min <= spec.scale.max <= 1000
     assert all(math.isfinite(x) for x in (spec.scale.idle, spec.limits.timeout, spec.limits.drain))
     assert all(isinstance(v, str) and "\0" not in v for v in spec.env.values())
+
+
+# [[schedule]]
+
+
+def schedules_of(*tables: str) -> tuple[Schedule, ...]:
+    return parse_spec("".join(f"[[schedule]]\n{t}\n" for t in tables), "ok").schedules
+
+
+def test_schedules_with_their_defaults():
+    assert parse_spec(None, "ok").schedules == ()
+    assert schedules_of(
+        'cron = "*/5 * * * *"', 'every = "30s"\npath = "/tick"\nmethod = "get"'
+    ) == (
+        Schedule(cron="*/5 * * * *", path="/", method="POST"),
+        Schedule(every=30.0, path="/tick", method="GET"),
+    )
+    (daily,) = schedules_of(
+        'cron = " 0  3 * * *"\npath = "/tasks/cleanup?dry=0"\nmethod = "DELETE"'
+    )
+    assert daily == Schedule(cron="0 3 * * *", path="/tasks/cleanup?dry=0", method="DELETE")
+    assert daily.when == "0 3 * * *"
+    assert daily.key == "0 3 * * * DELETE /tasks/cleanup?dry=0"
+    (often,) = schedules_of("every = 90")
+    assert (often.every, often.when) == (90.0, "every 90s")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [('"1s"', 1.0), ('"7d"', 604800.0), ("1", 1.0)])
+def test_every_accepts_1s_to_7d(text, seconds):
+    assert schedules_of(f"every = {text}")[0].every == seconds
+
+
+def test_schedules_round_trip_through_the_store():
+    spec = parse_spec(
+        '[[schedule]]\ncron = "*/5 * * * *"\n[[schedule]]\nevery = "1m"\npath = "/a"\n', "ok"
+    )
+    stored = json.loads(json.dumps(spec.to_dict()))
+    assert stored["schedules"][1] == {"cron": None, "every": 60.0, "path": "/a", "method": "POST"}
+    assert FunctionSpec.from_dict(stored) == spec
+
+
+def test_fifty_schedules_at_most():
+    tables = [f'every = "{i}m"' for i in range(1, 51)]
+    assert len(schedules_of(*tables)) == 50
+    with pytest.raises(SpecError, match="51 \\[\\[schedule\\]\\] tables; at most 50"):
+        schedules_of(*tables, 'every = "51m"')
+
+
+@pytest.mark.parametrize(
+    ("tables", "message"),
+    [
+        (
+            ['every = "1m"', 'cron = "61 * * * *"'],
+            'hearth.toml [[schedule]] #2 cron = "61 * * * *": not a valid cron expression '
+            '(five fields: minute hour day month weekday, e.g. "*/5 * * * *")',
+        ),
+        (
+            ['cron = "* * * * * *"'],
+            'hearth.toml [[schedule]] #1 cron = "* * * * * *": not a valid cron expression '
+            '(five fields: minute hour day month weekday, e.g. "*/5 * * * *"); it has 6 fields',
+        ),
+        (
+            ['cron = "0 0 30 2 *"'],
+            'hearth.toml [[schedule]] #1 cron = "0 0 30 2 *": never comes (no date matches it, '
+            "e.g. the 30th of February)",
+        ),
+        (
+            ["cron = 5"],
+            "hearth.toml [[schedule]] #1 cron = 5: must be a string of five fields (minute "
+            'hour day month weekday), e.g. "*/5 * * * *"',
+        ),
+        (
+            ['every = "500ms"'],
+            'hearth.toml [[schedule]] #1 every = "500ms": must be a duration from 1s to 7d '
+            '(e.g. "30s")',
+        ),
+        (
+            ['every = "8d"'],
+            'hearth.toml [[schedule]] #1 every = "8d": must be a duration from 1s to 7d (e.g. "30s")',
+        ),
+        (
+            ['path = "/x"'],
+            'hearth.toml [[schedule]] #1: needs exactly one of cron = "*/5 * * * *" (UTC) or '
+            'every = "30s"',
+        ),
+        (
+            ['cron = "* * * * *"\nevery = "1m"'],
+            'hearth.toml [[schedule]] #1: needs exactly one of cron = "*/5 * * * *" (UTC) or '
+            'every = "30s" (it has both)',
+        ),
+        (
+            ['every = "1m"\npath = "tasks"'],
+            'hearth.toml [[schedule]] #1 path = "tasks": must be a path starting with "/", '
+            'e.g. "/tasks/cleanup"',
+        ),
+        (
+            ['every = "1m"\npath = "/a b"'],
+            'hearth.toml [[schedule]] #1 path = "/a b": must be printable ASCII without spaces '
+            "(percent-encode anything else, e.g. %20 for a space)",
+        ),
+        (
+            ['every = "1m"\npath = "/../other/x"'],
+            "hearth.toml [[schedule]] #1 path = \"/../other/x\": '.' and '..' segments are not "
+            "allowed; write the path they lead to",
+        ),
+        (
+            ['every = "1m"\nmethod = "HEAD"'],
+            'hearth.toml [[schedule]] #1 method = "HEAD": must be one of GET, POST, PUT, PATCH, '
+            "DELETE",
+        ),
+        (
+            ['every = "1m"\nbody = "x"'],
+            "hearth.toml [[schedule]] #1: unknown key body; known: cron, every, method, path",
+        ),
+        (
+            ['every = "1m"\npath = "/a"', 'every = "60s"\npath = "/a"'],
+            "hearth.toml [[schedule]] #2 is the same as #1 (every 1m, POST /a): remove one",
+        ),
+    ],
+)
+def test_bad_schedules_say_what_to_change(tables, message):
+    with pytest.raises(SpecError) as info:
+        schedules_of(*tables)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[schedule]\nevery = "1m"', "is a single table: write each schedule as [[schedule]]"),
+        ("schedule = 3", "schedule = 3: must be [[schedule]] tables"),
+        ("schedule = [1, 2]", "must be [[schedule]] tables"),
+        ('[[schedule]]\nevery = "1m"\npath = "/%s"' % ("x" * 2048), "at most 2048 are allowed"),
+        ('[[schedule]]\nevery = "1m"\npath = "/a#b"', "a fragment (#...) is never sent"),
+        ('[[schedule]]\nevery = "1m"\npath = "/a/./b?c=.."', "'.' and '..' segments"),
+        ('[[schedule]]\nevery = "1m"\npath = "/\\u00e9"', "printable ASCII"),
+        ('[[schedule]]\ncron = "* * * * *\\n"', "must be a string of five fields"),
+    ],
+)
+def test_schedule_tables_and_paths_are_checked(text, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_spec(text, "ok")
+
+
+def test_dots_inside_a_segment_or_the_query_are_fine():
+    (schedule,) = schedules_of('every = "1m"\npath = "/a.b/..c/?next=../x"')
+    assert schedule.path == "/a.b/..c/?next=../x"
+
+
+SCHEDULE_VALUES = VALUES | st.sampled_from(
+    ["*/5 * * * *", "61 * * * *", "* * * * * *", "@daily", "0 0 30 2 *", "/x", "/..", "GET"]
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(["cron", "every", "path", "method"]), SCHEDULE_VALUES),
+        max_size=3,
+    )
+)
+def test_any_schedule_is_either_accepted_or_refused_with_spec_error(tables):
+    text = "".join(
+        "[[schedule]]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items())
+        for table in tables
+    )
+    try:
+        spec = parse_spec(text, "ok")
+    except SpecError:
+        return
+    for schedule in spec.schedules:
+        assert (schedule.cron is None) != (schedule.every is None)
+        assert schedule.path.startswith("/") and schedule.method in (
+            "GET",
+            "POST",
+            "PUT",
+            "PATCH",
+            "DELETE",
+        )

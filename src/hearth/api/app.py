@@ -43,6 +43,7 @@ from hearth.api.models import (
     Rescaled,
     RollbackBody,
     ScaleBody,
+    ScheduleState,
     TrafficBody,
     Version,
 )
@@ -52,6 +53,7 @@ from hearth.control import ControlPlane
 from hearth.metrics.exposition import CONTENT_TYPE
 from hearth.metrics.monitor import WINDOW, Monitor
 from hearth.sandbox import reach
+from hearth.scheduler.runner import Scheduler
 from hearth.spec import NAME
 from hearth.store import Store
 from hearth.store import backup as backups
@@ -126,7 +128,11 @@ class ControlApi(FastAPI):
 
 
 def create_app(
-    plane: ControlPlane, store: Store, supervisor: Supervisor, monitor: Monitor
+    plane: ControlPlane,
+    store: Store,
+    supervisor: Supervisor,
+    monitor: Monitor,
+    scheduler: Scheduler | None = None,
 ) -> FastAPI:
     app = ControlApi(title="Hearth control API", version=hearth.__version__, redirect_slashes=False)
     errors.install(app)
@@ -390,6 +396,27 @@ def create_app(
         plane.views.describe(name, brief=True)
         return {"function": name, "points": monitor.series(name, seconds)}
 
+    def schedules_of(shown: Callable[[str], bool]) -> list[dict[str, Any]]:
+        if scheduler is None:  # only a document-building app (tests) has none
+            raise RuntimeError("this app was made without the daemon's scheduler")
+        return scheduler.describe(shown)
+
+    @app.get("/v1/schedules", response_model=list[ScheduleState])
+    async def all_schedules(request: Request) -> list[dict[str, Any]]:
+        """Every serving schedule ([[schedule]] in hearth.toml), by function; for a
+        deploy:NAME token, NAME's alone."""
+        return schedules_of(_scope(request).sees)
+
+    @app.get(
+        "/v1/functions/{name}/schedules",
+        response_model=list[ScheduleState],
+        responses=declare(404),
+    )
+    async def schedules(name: Name) -> list[dict[str, Any]]:
+        """The function's serving schedules: next tick, last run, whether one is running."""
+        plane.views.describe(name, brief=True)  # 404 for no such function
+        return schedules_of(lambda shown: shown == name)
+
     def data_root(name: str) -> tuple[str, int | None]:
         plane.views.describe(name, brief=True)  # 404 for no such function
         planner = supervisor.planner
@@ -494,11 +521,11 @@ def _scope(request: Request) -> Scope:
 
 def _refusal(scope: Scope, method: str) -> str:
     if scope.kind == "read":
-        allows = "reading (GET) functions, versions, events, logs, keys and secret names"
+        allows = "reading (GET) functions, versions, events, logs, schedules, keys and secret names"
     else:
         allows = (
             f"function {scope.function!r} only: deploy, rollback, traffic, status, versions, "
-            "events, logs, keys and secrets"
+            "events, logs, schedules, keys and secrets"
         )
     return (
         f"this token's scope is '{scope}', which does not allow this {method}; it allows "

@@ -166,6 +166,15 @@ class KvServer(Answer):
     url: str = Field(description="What the function finds in REDIS_URL.")
 
 
+class ScheduleSetting(Answer):
+    """One [[schedule]] of hearth.toml: exactly one of `cron` and `every` is set."""
+
+    cron: str | None = Field(description="Five fields, read in UTC.")
+    every: float | None = Field(description="Seconds between runs.")
+    path: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
 class Spec(Answer):
     """hearth.toml as validated (see `hearth.spec.FunctionSpec`)."""
 
@@ -176,6 +185,7 @@ class Spec(Answer):
     access: Access
     kv: KvSettings | None = None
     env: dict[str, str]
+    schedules: list[ScheduleSetting] = []
 
 
 class Version(Answer):
@@ -212,6 +222,22 @@ class Event(Answer):
     time: float = Field(description="Unix time.")
     kind: str
     message: str
+
+
+class ScheduleState(ScheduleSetting):
+    """A serving schedule: its setting, its next tick and its last run."""
+
+    function: str
+    schedule: str = Field(description='As people say it: the cron expression, or "every 30s".')
+    next_run: float = Field(description="Unix time of its next tick.")
+    last_run: float | None = Field(description="Unix time its last run started; null: none yet.")
+    last_status: int | None = Field(
+        description="The last run's HTTP status; null: none yet, running, or no answer "
+        "(then last_error says why)."
+    )
+    last_seconds: float | None = Field(description="How long the last run took.")
+    last_error: str | None = Field(description="Why the last run had no answer, if it had none.")
+    running: bool = Field(description="A run is in flight (runs of a schedule never overlap).")
 
 
 class MetricsPoint(Answer):

@@ -4,9 +4,10 @@
 - `read`: GET (and HEAD) on everything but tokens and backups. No answer holds a secret's
   value.
 - `deploy:NAME`: function NAME only: deploy, rollback, traffic, scale, status, versions,
-  events, logs, metrics, data, keys and secrets. It cannot remove NAME, touch another function or
-  any token; `GET /v1/functions` and `GET /v1/metrics` answer with NAME alone, and the
-  Prometheus scrape (`GET /metrics`, every function) is not for it.
+  events, logs, metrics, data, keys, secrets and schedules. It cannot remove NAME, touch another
+  function or any token; `GET /v1/functions`, `GET /v1/metrics` and `GET /v1/schedules`
+  answer with NAME alone, and the Prometheus scrape (`GET /metrics`, every function) is not
+  for it.
 
 The decision lists what is allowed, so an operation added later is closed to every scope
 but admin until it is listed here.
@@ -23,15 +24,16 @@ SAFE = frozenset({"GET", "HEAD"})
 TOKENS = "/v1/tokens"
 BACKUP = "/v1/backup"
 FUNCTIONS = "/v1/functions"
+SCHEDULES = "/v1/schedules"
 # Under /v1/functions/NAME/: what a deploy token may use, with any method.
 DEPLOY_RESOURCES = frozenset(
     {
         *("versions", "traffic", "rollback", "scale", "events", "logs", "metrics"),
-        *("data", "keys", "secrets"),
+        *("data", "keys", "secrets", "schedules"),
     }
 )
 # Outside its function: what a deploy token may read.
-DEPLOY_READS = frozenset({FUNCTIONS, "/v1/info", "/v1/metrics"})
+DEPLOY_READS = frozenset({FUNCTIONS, "/v1/info", "/v1/metrics", SCHEDULES})
 SCOPE_HELP = "a scope is 'admin', 'read' or 'deploy:NAME' (NAME a function name)"
 
 

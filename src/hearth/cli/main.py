@@ -16,9 +16,10 @@ from rich.table import Table
 from hearth.cli.access import keys_app, secrets_app, tokens_app
 from hearth.cli.client import Api, ClientError, data_dir
 from hearth.cli.common import DataDir, JsonOut, err, out
+from hearth.cli.schedules import schedules
 from hearth.cli.top import top
 from hearth.spec import folder_name
-from hearth.units import format_size
+from hearth.units import format_duration, format_size
 
 app = typer.Typer(
     help="Hearth: deploy a folder of Python, get a URL.",
@@ -26,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(top)
+app.command()(schedules)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(keys_app, name="keys")
 app.add_typer(secrets_app, name="secrets")
@@ -264,6 +266,13 @@ def status(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
         access = spec.get("access", {})
         shown = f"scale {spec['scale']}  limits {spec['limits']}  access {access}"
         out.print(escape(shown), highlight=False)
+        planned = [
+            f"{s['cron'] or 'every ' + format_duration(s['every'])} {s['method']} {s['path']}"
+            for s in spec.get("schedules", [])
+        ]
+        if planned:
+            shown = f"schedules (`hearth schedules {name}`): " + "; ".join(planned)
+            out.print(escape(shown), highlight=False)
     kv = info.get("kv")
     if kv:
         state = f"running (pid {kv['pid']})" if kv["running"] else "[red]not running[/red]"
@@ -319,7 +328,8 @@ def events(
     data: DataDir = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Deploys, rollbacks, traffic changes, instance starts, crashes and scale changes."""
+    """Deploys, rollbacks, traffic changes, instance starts, crashes, scale changes and
+    schedule runs."""
     api = Api.discover(data)
     if follow:
         try:

@@ -37,6 +37,8 @@ from hearth.metrics.monitor import Monitor
 from hearth.sandbox.cgroups import Cgroups
 from hearth.sandbox.disks import own_namespace
 from hearth.sandbox.plan import BuildJail, Host, Planner, SandboxUnavailable, layers
+from hearth.scheduler.call import GatewayCaller
+from hearth.scheduler.runner import Scheduler
 from hearth.spec import folder_name
 from hearth.store import BundleStore, Store, Vault, VaultError
 from hearth.store import backup as backups
@@ -194,11 +196,14 @@ async def serve(
     supervisor.on_exit = lambda instance: plane.inbox.post(Exited(instance))
     supervisor.on_limit = lambda function, message: plane.inbox.post(LimitHit(function, message))
     reconciling = asyncio.ensure_future(plane.run())
+    # Runs go to the gateway's own address, known once it listens (see below).
+    caller = GatewayCaller(config.gateway_url, gateway.internal)
+    scheduler = Scheduler(store, plane.reconciler.functions, caller)
 
     await gateway.listen(config.host, config.port)
     api = uvicorn.Server(
         uvicorn.Config(
-            create_app(plane, store, supervisor, monitor),
+            create_app(plane, store, supervisor, monitor, scheduler),
             host=config.api_host,
             port=config.api_port,
             lifespan="off",
@@ -217,6 +222,7 @@ async def serve(
     if gateway_port != config.port or api_port != config.api_port:
         config = _with_ports(config, gateway_port, api_port)
         plane.config = config
+        caller.gateway = config.gateway_url
 
     scheduled = None
     if config.backup_every:
@@ -229,6 +235,7 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)  # handlers only record; the loop below acts
 
     await plane.rollouts.restore()
+    scheduler.start()  # after the restore: a tick missed while down runs once, now
     _write_state(data_dir, config)
     say(f"hearth: gateway {config.gateway_url}  api {config.api_url}  data {data_dir}")
     say(f"hearth: sandbox {config.sandbox}: {planner.describe()}")
@@ -241,9 +248,12 @@ async def serve(
     await stop.wait()
     say("hearth: shutting down (draining instances)")
     (data_dir / "ready").unlink(missing_ok=True)
+    await scheduler.stop()  # no run starts; those in flight finish with the drain
     if gateway.server is not None:
         gateway.server.close()
     await plane.shutdown()
+    await scheduler.close()  # a run the drain did not end is cut, and recorded so
+    await caller.close()
     for task in (reconciling, monitoring, *([scheduled] if scheduled else [])):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

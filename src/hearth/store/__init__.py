@@ -2,7 +2,7 @@
 bundles by sha256; the vault that seals secrets."""
 
 from hearth.store.bundles import BundleStore
-from hearth.store.db import Store, VersionRow
+from hearth.store.db import ScheduleRow, Store, VersionRow
 from hearth.store.vault import Vault, VaultError
 
-__all__ = ["BundleStore", "Store", "Vault", "VaultError", "VersionRow"]
+__all__ = ["BundleStore", "ScheduleRow", "Store", "Vault", "VaultError", "VersionRow"]

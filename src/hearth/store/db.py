@@ -32,6 +32,19 @@ class VersionRow:
     created: float
 
 
+@dataclass(frozen=True)
+class ScheduleRow:
+    """What is stored of one schedule: its last tick, and its last run (None: not yet, or
+    no answer: then `last_error` says why, or the daemon stopped during it)."""
+
+    key: str
+    last_due: float
+    last_run: float | None
+    last_status: int | None
+    last_seconds: float | None
+    last_error: str | None
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -283,7 +296,56 @@ class Store:
             self.db.execute("delete from keys where function = ?", (name,))
             self.db.execute("delete from secrets where function = ?", (name,))
             self.db.execute("delete from rollups where function = ?", (name,))
+            self.db.execute("delete from schedule_runs where function = ?", (name,))
             self.db.execute("delete from functions where name = ?", (name,))
+
+    # schedules (hearth.scheduler)
+
+    def schedule_rows(self, function: str) -> dict[str, ScheduleRow]:
+        """The stored schedules of a function, by key."""
+        rows = self.db.execute(
+            "select key, last_due, last_run, last_status, last_seconds, last_error "
+            "from schedule_runs where function = ?",
+            (function,),
+        )
+        return {row[0]: ScheduleRow(*row) for row in rows}
+
+    def schedule_tick(self, function: str, key: str, due: float, run: float | None) -> None:
+        """Record `due` as the schedule's last tick; with `run` (the time a run starts),
+        also that a run started and has no answer yet."""
+        with self.db:
+            if run is None:
+                self.db.execute(
+                    "insert into schedule_runs (function, key, last_due) values (?, ?, ?) "
+                    "on conflict (function, key) do update set last_due = excluded.last_due",
+                    (function, key, due),
+                )
+            else:
+                self.db.execute(
+                    "insert or replace into schedule_runs values (?, ?, ?, ?, null, null, null)",
+                    (function, key, due, run),
+                )
+
+    def schedule_done(
+        self, function: str, key: str, status: int | None, seconds: float, error: str | None
+    ) -> None:
+        """The answer of the run in progress (nothing if the schedule was forgotten since)."""
+        with self.db:
+            self.db.execute(
+                "update schedule_runs set last_status = ?, last_seconds = ?, last_error = ? "
+                "where function = ? and key = ?",
+                (status, seconds, error, function, key),
+            )
+
+    def keep_schedules(self, function: str, keys: set[str]) -> None:
+        """Forget the function's schedules but these: one taken out of hearth.toml and put
+        back later starts from then, with no runs for the time it was gone."""
+        stored = self.schedule_rows(function)
+        with self.db:
+            for key in stored.keys() - keys:
+                self.db.execute(
+                    "delete from schedule_runs where function = ? and key = ?", (function, key)
+                )
 
     # events
 

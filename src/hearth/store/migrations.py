@@ -53,8 +53,26 @@ def _rollups(db: sqlite3.Connection) -> None:
     )
 
 
+def _schedule_runs(db: sqlite3.Connection) -> None:
+    """Each schedule's last tick and run (hearth.scheduler), written before each run: a
+    tick runs at most once, across restarts too. `key` is the schedule's timing, method
+    and path (hearth.spec.Schedule.key)."""
+    db.execute(
+        """create table if not exists schedule_runs (
+            function text not null,
+            key text not null,
+            last_due real not null,
+            last_run real,
+            last_status integer,
+            last_seconds real,
+            last_error text,
+            primary key (function, key)
+        )"""
+    )
+
+
 # Step N is STEPS[N - 1].
-STEPS: list[Callable[[sqlite3.Connection], None]] = [_baseline, _rollups]
+STEPS: list[Callable[[sqlite3.Connection], None]] = [_baseline, _rollups, _schedule_runs]
 LATEST = len(STEPS)
 
 
