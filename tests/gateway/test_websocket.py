@@ -5,9 +5,9 @@ import asyncio
 
 import pytest
 
+from hearth.gateway.proxy import ClientProtocol
 from hearth.gateway.routes import RouteLimits
 from hearth.gateway.tunnel import Frames, close_frame, frame_size
-from hearth.gateway.proxy import ClientProtocol
 from tests.gateway.fakes import OK, FakeTransport, Setup, error_body, later
 
 HANDSHAKE = (
