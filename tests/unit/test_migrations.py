@@ -20,7 +20,8 @@ def test_a_new_database_takes_every_step(tmp_path):
     store = Store(tmp_path / "hearth.db")
     assert store.schema == LATEST
     assert store.db.execute("pragma user_version").fetchone() == (LATEST,)
-    assert store.rollups("f", 0) == []  # the newest step's table is there
+    assert store.rollups("f", 0) == []  # the steps' tables are there
+    assert store.db.execute("select count(*) from invocations").fetchone() == (0,)
     store.close()
 
 

@@ -283,6 +283,7 @@ class Store:
             self.db.execute("delete from keys where function = ?", (name,))
             self.db.execute("delete from secrets where function = ?", (name,))
             self.db.execute("delete from rollups where function = ?", (name,))
+            self.db.execute("delete from invocations where function = ?", (name,))
             self.db.execute("delete from functions where name = ?", (name,))
 
     # events
