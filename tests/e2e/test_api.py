@@ -47,7 +47,7 @@ def probe(daemon, tmp_path_factory) -> str:
 
 # The document comes from the code, so it is known before the daemon runs: that is when
 # pytest collects one test per operation. `test_the_daemon_serves_this_document` ties the two.
-DOCUMENT = create_app(None, None, None, None).openapi()  # type: ignore[arg-type]
+DOCUMENT = create_app(None, None, None, None, None).openapi()  # type: ignore[arg-type]
 
 
 def _schema(**parameters: str) -> Any:
@@ -314,7 +314,7 @@ class _Store:
 
 
 def _client(functions: _Plane) -> httpx.AsyncClient:
-    app = create_app(functions, _Store(), None, None)  # type: ignore[arg-type]
+    app = create_app(functions, _Store(), None, None, None)  # type: ignore[arg-type]
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
         base_url="http://api",
