@@ -30,6 +30,7 @@ from hearth.config import DaemonConfig
 from hearth.control import ControlPlane, DeployError
 from hearth.control.inbox import Exited, LimitHit
 from hearth.gateway import Gateway
+from hearth.invocations import Invocations, InvocationStore
 from hearth.kv import Keeper, find_server
 from hearth.metrics import Tally
 from hearth.metrics.access import AccessLog
@@ -37,7 +38,7 @@ from hearth.metrics.monitor import Monitor
 from hearth.sandbox.cgroups import Cgroups
 from hearth.sandbox.disks import own_namespace
 from hearth.sandbox.plan import BuildJail, Host, Planner, SandboxUnavailable, layers
-from hearth.spec import folder_name
+from hearth.spec import FunctionSpec, folder_name
 from hearth.store import BundleStore, Store, Vault, VaultError
 from hearth.store import backup as backups
 from hearth.store.copy import copy_as, copy_folder
@@ -178,6 +179,14 @@ async def serve(
         kv=Keeper(planner, store.identity, logs, redis_server, on_event=store.event),
         copier=_copier(planner),
     )
+    invocations = Invocations(
+        InvocationStore(store.db),
+        lookup=lambda name: serving_spec(plane, name),
+        record=store.event,
+        location=lambda invocation: f"{plane.config.api_url}/v1/invocations/{invocation}",
+        backoff_base=config.async_backoff,
+    )
+    gateway.defer = invocations.accept  # stored before the 202; run once the worker starts
     gateway.metering = config.metrics
     gateway.keeping = config.access_log or bool(config.otlp)
     access.enabled = config.access_log
@@ -198,7 +207,7 @@ async def serve(
     await gateway.listen(config.host, config.port)
     api = uvicorn.Server(
         uvicorn.Config(
-            create_app(plane, store, supervisor, monitor),
+            create_app(plane, store, supervisor, monitor, invocations),
             host=config.api_host,
             port=config.api_port,
             lifespan="off",
@@ -229,6 +238,7 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)  # handlers only record; the loop below acts
 
     await plane.rollouts.restore()
+    await invocations.start(config.gateway_url, gateway.internal)  # to functions that serve
     _write_state(data_dir, config)
     say(f"hearth: gateway {config.gateway_url}  api {config.api_url}  data {data_dir}")
     say(f"hearth: sandbox {config.sandbox}: {planner.describe()}")
@@ -243,6 +253,7 @@ async def serve(
     (data_dir / "ready").unlink(missing_ok=True)
     if gateway.server is not None:
         gateway.server.close()
+    await invocations.stop()  # before the drain: its attempts are queued again at next start
     await plane.shutdown()
     for task in (reconciling, monitoring, *([scheduled] if scheduled else [])):
         task.cancel()
@@ -264,6 +275,16 @@ async def serve(
         (data_dir / "daemon.json").unlink()
     lock.close()
     say("hearth: stopped")
+
+
+def serving_spec(plane: ControlPlane, name: str) -> FunctionSpec | None:
+    """The settings of what serves `name` now: its version with the largest share (the
+    newest of equals); None when nothing serves it."""
+    function = plane.reconciler.functions.get(name)
+    if function is None or not function.releases:
+        return None
+    main = max(function.releases.values(), key=lambda r: (r.pool.weight, r.number))
+    return main.spec
 
 
 def _copier(planner: Planner) -> Callable[[str, int, Path, Path], list[str]]:
