@@ -50,6 +50,8 @@ def test_an_accepted_invocation_is_queued_and_due_at_once(store):
         None,
     )
     assert store.due() == {"f": 100.0}
+    assert store.first_due("f") == 100.0 and store.first_due("g") is None
+    assert store.function_of("inv-1") == "f" and store.function_of("nope") is None
     assert store.counts("f") == {"queued": 1, "running": 0, "done": 0, "failed": 0}
     assert store.get("nope") is None
 
@@ -74,7 +76,7 @@ def test_a_requeued_invocation_waits_for_its_next_try(store):
     store.claim("f", 1, now=100.0)
     assert store.requeue("inv-1", next_try=105.0, error="500 Internal Server Error", now=101.0)
     assert store.claim("f", 1, now=104.0) == []
-    assert store.due() == {"f": 105.0}
+    assert store.due() == {"f": 105.0} and store.first_due("f") == 105.0
     found = store.get("inv-1")
     assert (found.status, found.last_error, found.next_try) == (
         "queued",

@@ -363,6 +363,7 @@ def _write_state(data_dir: Path, config: DaemonConfig) -> None:
 
 def run(config: DaemonConfig, deploy: list[Path]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per invocation attempt
     host = Host.probe()
     if config.sandbox != "off" and host.root and host.disks:
         try:  # before any thread starts

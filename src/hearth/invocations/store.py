@@ -12,7 +12,7 @@ import json
 import sqlite3
 from typing import Any
 
-from hearth.invocations.model import Invocation, Request, Result, Status
+from hearth.invocations.model import STATUSES, Invocation, Request, Result, Status
 
 SWEEP_BATCH = 1000  # rows removed per statement: a long sweep never holds the loop long
 _SHOWN = (
@@ -50,12 +50,21 @@ class InvocationStore:
             )
 
     def due(self) -> dict[str, float]:
-        """Each function with queued invocations, and when its first is due."""
+        """Each function with queued invocations, and when its first is due (a scan of the
+        queue: the worker asks once, at start, and keeps it up to date)."""
         rows = self.db.execute(
             "select function, min(next_try) from invocations where status = 'queued' "
             "group by function"
         )
         return {function: float(first) for function, first in rows}
+
+    def first_due(self, function: str) -> float | None:
+        """When the function's first queued invocation is due; None: it has none."""
+        (first,) = self.db.execute(
+            "select min(next_try) from invocations where status = 'queued' and function = ?",
+            (function,),
+        ).fetchone()
+        return None if first is None else float(first)
 
     def claim(self, function: str, limit: int, now: float) -> list[Request]:
         """Up to `limit` of the function's invocations due by `now`, oldest first, marked
@@ -221,13 +230,22 @@ class InvocationStore:
         return [_invocation(row, None) for row in rows]
 
     def counts(self, function: str) -> dict[str, int]:
-        counted = {"queued": 0, "running": 0, "done": 0, "failed": 0}
-        rows = self.db.execute(
-            "select status, count(*) from invocations where function = ? group by status",
-            (function,),
-        )
-        counted.update({status: int(n) for status, n in rows})
-        return counted
+        """The function's invocations by status (each a count over the queue's index)."""
+        return {
+            status: int(
+                self.db.execute(
+                    "select count(*) from invocations where status = ? and function = ?",
+                    (status, function),
+                ).fetchone()[0]
+            )
+            for status in STATUSES
+        }
+
+    def function_of(self, invocation: str) -> str | None:
+        row = self.db.execute(
+            "select function from invocations where id = ?", (invocation,)
+        ).fetchone()
+        return None if row is None else str(row[0])
 
 
 def _invocation(row: Any, result: Result | None) -> Invocation:

@@ -22,6 +22,7 @@ import httpx
 from hearth.gateway.deferred import Deferred, Unacceptable
 from hearth.invocations import policy
 from hearth.invocations.callbacks import Callbacks, Record
+from hearth.invocations.lanes import Lanes
 from hearth.invocations.model import MAX_RESULT, Request, Result, new_id
 from hearth.invocations.store import InvocationStore
 from hearth.spec import Async, FunctionSpec
@@ -61,10 +62,13 @@ class Invocations:
         self.draw = draw
         self.callbacks = Callbacks(store, record, backoff_base, draw)
         self.running: Counter[str] = Counter()  # attempts under way, by function
+        # When each function's first queued invocation is due: read from the store once,
+        # at start, then kept by every change (the queue is never scanned again).
+        self._due: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._attempts: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._lanes = Lanes()
         self._gateway = ""
         self._internal = ""
 
@@ -94,6 +98,7 @@ class Invocations:
             if problem is not None:
                 raise Unacceptable(problem)
         invocation = new_id()
+        created = self.clock()
         self.store.add(
             Request(
                 id=invocation,
@@ -104,19 +109,21 @@ class Invocations:
                 body=request.body,
                 request_id=request.request_id,
                 attempts=0,
-                created=self.clock(),
+                created=created,
                 callback=callback,
             )
         )
-        self._wake.set()
+        self._note(request.function, created)
         return invocation, self.location(invocation)
 
     def retry(self, invocation: str) -> bool:
         """Queue a failed invocation (a dead letter) again, with its retries afresh; False
         if it is not failed."""
-        if not self.store.retry(invocation, self.clock()):
+        function = self.store.function_of(invocation)
+        now = self.clock()
+        if function is None or not self.store.retry(invocation, now):
             return False
-        self._wake.set()
+        self._note(function, now)
         return True
 
     # the worker
@@ -127,13 +134,10 @@ class Invocations:
         recovered = self.store.recover(self.clock())
         if recovered:
             log.info("%d asynchronous invocations were interrupted: queued again", recovered)
+        for function, first in self.store.due().items():
+            self._note(function, first)
         self._gateway = gateway.rstrip("/")
         self._internal = internal.decode("latin-1")
-        self._http = httpx.AsyncClient(
-            timeout=None,
-            trust_env=False,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-        )
         self.callbacks.start()
         self._loop = asyncio.ensure_future(self._run())
 
@@ -145,8 +149,7 @@ class Invocations:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.callbacks.close()
-        if self._http is not None:
-            await self._http.aclose()
+        await self._lanes.close()
 
     async def _run(self) -> None:
         next_sweep = 0.0
@@ -170,21 +173,36 @@ class Invocations:
         be due than were taken)."""
         wait = float("inf")
         started = False
-        for function, first in self.store.due().items():
+        for function, first in list(self._due.items()):
+            if first > now + EARLY:
+                wait = min(wait, first - now)
+                continue
             spec = self.lookup(function)
             if spec is None:  # not serving now (it failed to start again, say): not lost
-                wait = min(wait, max(first - now, RECHECK))
+                wait = min(wait, RECHECK)
                 continue
             free = policy.slots(spec) - self.running[function]
             if free <= 0:
                 continue  # the end of an attempt wakes the loop
-            if first > now + EARLY:
-                wait = min(wait, first - now)
-                continue
             for request in self.store.claim(function, free, now + EARLY):
                 self._begin(request, spec.background)
                 started = True
+            self._refresh(function)
         return None if started else wait
+
+    def _note(self, function: str, due: float) -> None:
+        """An invocation of `function` is due at `due`: the loop looks then (or now)."""
+        known = self._due.get(function)
+        if known is None or due < known:
+            self._due[function] = due
+        self._wake.set()
+
+    def _refresh(self, function: str) -> None:
+        first = self.store.first_due(function)
+        if first is None:
+            self._due.pop(function, None)
+        else:
+            self._due[function] = first
 
     def _begin(self, request: Request, settings: Async) -> None:
         self.running[request.function] += 1
@@ -230,10 +248,9 @@ class Invocations:
         self, outgoing: httpx.Request, timeout: float
     ) -> tuple[Result | None, str | None]:
         """One attempt: the answer (its body up to MAX_RESULT), or what went wrong."""
-        assert self._http is not None, "start() first"
         try:
-            async with asyncio.timeout(timeout + GRACE):
-                response = await self._http.send(outgoing, stream=True)
+            async with asyncio.timeout(timeout + GRACE), self._lanes.lane() as http:
+                response = await http.send(outgoing, stream=True)
                 try:
                     body = bytearray()
                     truncated = False
@@ -268,7 +285,8 @@ class Invocations:
         step = policy.after(verdict, request.attempts, settings.retries)
         if step == "queued":
             delay = policy.backoff(request.attempts, self.backoff_base, self.draw())
-            self.store.requeue(request.id, now + delay, error or "", now)
+            if self.store.requeue(request.id, now + delay, error or "", now):
+                self._note(request.function, now + delay)
             return
         kept = self.store.finish(
             request.id,
