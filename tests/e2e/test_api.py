@@ -20,6 +20,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from hearth.api import create_app
+from hearth.api.app import BY_CAPABILITY
 from hearth.api.deploy import deploy_stream
 from hearth.control import DeployError
 from tests.e2e.conftest import write_function
@@ -283,7 +284,9 @@ def test_the_document_declares_security_and_no_foreign_error_shape(daemon):
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             has_auth = "401" in operation["responses"]
-            assert has_auth == (path != "/v1/health"), (method, path)
+            open_to_all = path == "/v1/health" or (method, path) in BY_CAPABILITY
+            assert has_auth == (not open_to_all), (method, path)
+            assert ("security" in operation) == (not open_to_all), (method, path)
 
 
 # The deploy stream, in process: the failures a real daemon does not give on demand.
