@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import random
+import sqlite3
 from collections.abc import Callable
 
 import httpx
@@ -51,7 +52,7 @@ class Callbacks:
 
     def send(self, invocation: str) -> None:
         """Deliver the invocation's callback, now that it is finished (in the background)."""
-        task = asyncio.ensure_future(self._deliver(invocation))
+        task = asyncio.ensure_future(self._settled(invocation))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -62,6 +63,12 @@ class Callbacks:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._http is not None:
             await self._http.aclose()
+
+    async def _settled(self, invocation: str) -> None:
+        try:
+            await self._deliver(invocation)
+        except sqlite3.Error as exc:  # still pending: sent at the next start
+            log.error("callback of invocation %s: the store failed: %s", invocation, exc)
 
     async def _deliver(self, invocation: str) -> None:
         found = self.store.get(invocation)

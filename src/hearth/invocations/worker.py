@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -156,10 +157,16 @@ class Invocations:
         while True:
             self._wake.clear()
             now = self.clock()
-            if now >= next_sweep:
-                self._sweep(now)
-                next_sweep = now + SWEEP_EVERY
-            wait = self._dispatch(now)
+            try:
+                if now >= next_sweep:
+                    self._sweep(now)
+                    next_sweep = now + SWEEP_EVERY
+                wait = self._dispatch(now)
+            except sqlite3.Error as exc:  # a full disk, say: nothing is lost, try again
+                log.error(
+                    "asynchronous invocations: the store failed (%s); again in %gs", exc, RECHECK
+                )
+                wait = RECHECK
             if wait is not None:
                 wait = min(wait, next_sweep - now)
                 with contextlib.suppress(TimeoutError):
@@ -226,7 +233,10 @@ class Invocations:
             if self.running[request.function] <= 0:
                 del self.running[request.function]
             self._wake.set()  # a slot is free
-        self._settle(request, settings, result, error, final)
+        try:
+            self._settle(request, settings, result, error, final)
+        except sqlite3.Error as exc:  # left running: queued again at the next start
+            log.error("invocation %s: its outcome could not be stored: %s", request.id, exc)
 
     def _outgoing(self, request: Request, timeout: float) -> httpx.Request:
         """The request as stored, to the daemon's own gateway, as the daemon's (past a
