@@ -33,12 +33,18 @@ class Client:
     writer: asyncio.StreamWriter | None = None
 
     @classmethod
-    def to(cls, url: str) -> Client:
+    def to(
+        cls, url: str, method: str = "GET", headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> Client:
         parts = urlsplit(url)
         assert parts.hostname and parts.port
         path = parts.path or "/"
-        request = f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode()
-        return cls(parts.hostname, parts.port, request)
+        head = f"{method} {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        for name, value in (headers or {}).items():
+            head += f"{name}: {value}\r\n"
+        if body or method != "GET":
+            head += f"Content-Length: {len(body)}\r\n"
+        return cls(parts.hostname, parts.port, head.encode() + b"\r\n" + body)
 
     async def get(self) -> int:
         """One request; its status (0: the connection failed)."""
@@ -100,6 +106,45 @@ def burst(url: str, clients: int) -> dict[str, float]:
         "p50_ms": round(percentile(times, 50), 1),
         "p99_ms": round(percentile(times, 99), 1),
         "errors": sum(not s.ok for s in samples),
+    }
+
+
+def accepting(url: str, clients: int, seconds: float) -> dict[str, float]:
+    """`clients` keep-alive connections posting `X-Hearth-Async: 1` requests for `seconds`:
+    invocations accepted (202) per second, the time to each 202, errors (anything else)."""
+    samples: list[Sample] = []
+
+    async def client(began: float, stop: asyncio.Event) -> None:
+        poster = Client.to(url, "POST", {"X-Hearth-Async": "1"}, b"bench")
+        try:
+            while not stop.is_set():
+                start = time.perf_counter()
+                status = await poster.get()
+                now = time.perf_counter()
+                samples.append(Sample(now - began, (now - start) * 1000, status == 202))
+        finally:
+            poster.close()
+
+    async def run() -> float:
+        began = time.perf_counter()
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(client(began, stop)) for _ in range(clients)]
+        await asyncio.sleep(seconds)
+        stop.set()
+        await asyncio.gather(*tasks)
+        return time.perf_counter() - began
+
+    elapsed = asyncio.run(run())
+    accepted = sum(s.ok for s in samples)
+    times = [s.ms for s in samples]
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 2),
+        "accepted": accepted,
+        "accepted_per_s": round(accepted / elapsed, 1),
+        "accept_p50_ms": round(percentile(times, 50), 2),
+        "accept_p99_ms": round(percentile(times, 99), 2),
+        "errors": len(samples) - accepted,
     }
 
 

@@ -78,6 +78,12 @@ TARGETS = [
         "<=",
     ),
     (
+        "async: every accepted invocation completed, errors = 0",
+        lambda d: d["async"]["errors"] + d["async"]["failed"] if "async" in d else None,
+        0,
+        "<=",
+    ),
+    (
         "private memory per warm hello instance <= 5 MB",
         lambda d: d["memory_mb"]["instance_private"],
         5.0,
@@ -204,6 +210,28 @@ def backup_lines(data: dict) -> list[str]:
         f"{b['without']['errors']} |",
         f"| during backups | {b['during']['rps']:.0f} | {b['during']['p99_ms']:.2f} | "
         f"{b['during']['errors']} |",
+        "",
+    ]
+
+
+def async_lines(data: dict) -> list[str]:
+    if "async" not in data:
+        return []
+    a = data["async"]
+    return [
+        "## Asynchronous invocations",
+        "",
+        f"{a['clients']} clients on keep-alive connections POST to `hello` with "
+        f"`X-Hearth-Async: 1` for {a['seconds']:g} s: each invocation stored (committed in "
+        "SQLite) before its 202. The worker replays them through the gateway at most "
+        "`share x max x concurrency` (128) at once; completed counts from the first accept "
+        "until the last invocation finished.",
+        "",
+        "| accepted | accepted/s | 202 p50 ms | 202 p99 ms | errors | completed/s | failed |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {a['accepted']} | {a['accepted_per_s']:.0f} | {a['accept_p50_ms']:.2f} | "
+        f"{a['accept_p99_ms']:.2f} | {a['errors']} | {a['completed_per_s']:.0f} | "
+        f"{a['failed']} |",
         "",
     ]
 
@@ -347,6 +375,7 @@ def write(data: dict, out: Path, md_path: Path) -> None:
         *burst_and_steps(data),
         *websocket_lines(data),
         *backup_lines(data),
+        *async_lines(data),
         "## Many warm instances",
         "",
         "The `hello` functions above, scaled live (`hearth scale`) to more warm instances; "

@@ -314,6 +314,33 @@ def websocket_echo(hearth: Hearth, rounds: int, seconds: float) -> dict[str, dic
     }
 
 
+def async_invocations(hearth: Hearth, seconds: float) -> dict:
+    """`hello` invoked asynchronously (X-Hearth-Async: 1) by CONNECTIONS clients for
+    `seconds`: invocations accepted (stored, 202) per second; then the worker's pace,
+    completed per second from the first accept until the last one finished."""
+
+    def counts() -> dict[str, int]:
+        return dict(hearth.status("hello")["invocations"])
+
+    before = counts()
+    began = time.monotonic()
+    accepted = load.accepting(f"{hearth.url}/fn/hello/", CONNECTIONS, seconds)
+    target = before["done"] + before["failed"] + accepted["accepted"]
+    deadline = time.monotonic() + 600
+    while (now := counts())["done"] + now["failed"] < target:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"async invocations did not finish: {now}")
+        time.sleep(0.1)
+    took = time.monotonic() - began
+    return {
+        **accepted,
+        "completed": accepted["accepted"],
+        "completed_seconds": round(took, 2),
+        "completed_per_s": round(accepted["accepted"] / took, 1),
+        "failed": now["failed"] - before["failed"],
+    }
+
+
 def private_mb(pid: int) -> float:
     fields = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
@@ -567,6 +594,8 @@ def main() -> None:
         ws = websocket_echo(hearth, rounds, seconds)
         print("bench: backup", flush=True)
         backup = backups(hearth, work, f"{hearth.url}/fn/asgi-hello/", quick, seconds)
+        print("bench: async invocations", flush=True)
+        deferred = async_invocations(hearth, seconds)
         print("bench: deploy", flush=True)
         deploy_times = deploys(hearth, work, 3 if quick else 10)
         print("bench: memory", flush=True)
@@ -656,6 +685,7 @@ def main() -> None:
         "steps": steps,
         "backup": backup,
         "websocket": ws,
+        "async": deferred,
         "python": platform.python_version(),
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,9 @@ class DaemonConfig:
     backup_every: float | None = None  # seconds between scheduled backups (None: none)
     backup_keep: int = 14  # scheduled backups kept, newest first
     backup_dir: Path | None = None  # where they go (default: DATA_DIR/backups)
+    # Seconds before an asynchronous invocation's (or a callback's) first retry, doubling
+    # after each (at most 5 minutes). Tests shorten it; an operator may too.
+    async_backoff: float = 1.0
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
     @property

@@ -33,7 +33,18 @@ MAX_ENV_KEYS = 1000
 MAX_ENV_VALUE = 32 * 1024
 MAX_TOML = 1024**2
 NAME_HINT = "use lowercase letters, digits and '-', starting with a letter (at most 63 characters)"
-_TOP_KEYS = ("name", "entrypoint", "scale", "limits", "access", "network", "kv", "env", "schedule")
+_TOP_KEYS = (
+    "name",
+    "entrypoint",
+    "scale",
+    "limits",
+    "access",
+    "network",
+    "kv",
+    "async",
+    "env",
+    "schedule",
+)
 _RULE = "hearth.rule"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MAX_SCHEDULES = 50
@@ -191,7 +202,22 @@ class Kv:
     memory: int = field(default=64 * 1024**2, metadata=_size("1MiB", "64GiB"))
 
 
-_Section = TypeVar("_Section", Scale, Limits, Access, Network, Kv)
+@dataclass(frozen=True)
+class Async:
+    """[async]: requests sent with `X-Hearth-Async: 1`, stored, run later (hearth.invocations)."""
+
+    # Attempts after the first, each after a growing wait (1s, 2s, 4s... at most 5m).
+    retries: int = field(default=3, metadata=_whole(0, 20))
+    # Per attempt; longer than [limits] timeout may be, since nobody waits on the answer.
+    timeout: float = field(default=900.0, metadata=_duration("1s", "24h"))
+    # Of the function's capacity (max x concurrency), the most asynchronous work may take at
+    # once: what is left is for synchronous requests, which are never starved.
+    share: float = field(default=0.5, metadata=_number(0.05, 1.0))
+    # A finished invocation (done or failed) and its result are removed this long after.
+    keep: float = field(default=86400.0, metadata=_duration("1m", "30d"))
+
+
+_Section = TypeVar("_Section", Scale, Limits, Access, Network, Kv, Async)
 
 
 @dataclass(frozen=True)
@@ -227,11 +253,16 @@ class FunctionSpec:
     access: Access = field(default_factory=Access)
     network: Network = field(default_factory=Network)
     kv: Kv = field(default_factory=Kv)
+    # [async] in hearth.toml (and in `to_dict`): `async` is a keyword in Python.
+    background: Async = field(default_factory=Async)
     env: dict[str, str] = field(default_factory=dict)
     schedules: tuple[Schedule, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data, with each section under its hearth.toml name."""
+        data = asdict(self)
+        data["async"] = data.pop("background")
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FunctionSpec:
@@ -248,6 +279,7 @@ class FunctionSpec:
             access=Access(**_known(Access, data.get("access", {}))),
             network=Network(**_known(Network, data.get("network", {}))),
             kv=Kv(**_known(Kv, data.get("kv", {}))),
+            background=Async(**_known(Async, data.get("async", {}))),
             env=dict(data.get("env", {})),
             # Specs stored before schedules existed have none.
             schedules=tuple(Schedule(**_known(Schedule, s)) for s in data.get("schedules", ())),
@@ -300,6 +332,7 @@ def parse_spec(text: str | bytes | None, default_name: str) -> FunctionSpec:
     access = _section(Access, data, "access")
     network = _section(Network, data, "network")
     kv = _section(Kv, data, "kv")
+    background = _section(Async, data, "async")
     env = _env(data.get("env", {}))
     schedules = _schedules(data.get("schedule", []))
     return FunctionSpec(
@@ -310,6 +343,7 @@ def parse_spec(text: str | bytes | None, default_name: str) -> FunctionSpec:
         access=access,
         network=network,
         kv=kv,
+        background=background,
         env=env,
         schedules=schedules,
     )

@@ -100,6 +100,11 @@ def test_quick_run_measures_every_scenario(tmp_path):
     assert backup["size_bytes"] > 4 * 1024**2 and backup["seconds_p50"] > 0  # the blob is in
     assert backup["during"]["errors"] == backup["without"]["errors"] == 0
     assert backup["backups_during_load"] >= 1 and backup["during"]["p99_ms"] > 0
+    deferred = data["async"]
+    assert deferred["accepted"] > 0 and deferred["accepted_per_s"] > 0
+    assert deferred["completed"] == deferred["accepted"] and deferred["completed_per_s"] > 0
+    assert deferred["errors"] == deferred["failed"] == 0
+    assert deferred["accept_p99_ms"] > 0
     burst = data["burst"]
     assert burst["clients"] == 500 and burst["errors"] == 0 and burst["all_served_s"] > 0
     timeline = data["steps"]["timeline"]

@@ -20,6 +20,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from hearth.api import create_app
+from hearth.api.app import BY_CAPABILITY
 from hearth.api.deploy import deploy_stream
 from hearth.control import DeployError
 from tests.e2e.conftest import write_function
@@ -47,7 +48,7 @@ def probe(daemon, tmp_path_factory) -> str:
 
 # The document comes from the code, so it is known before the daemon runs: that is when
 # pytest collects one test per operation. `test_the_daemon_serves_this_document` ties the two.
-DOCUMENT = create_app(None, None, None, None).openapi()  # type: ignore[arg-type]
+DOCUMENT = create_app(None, None, None, None, None).openapi()  # type: ignore[arg-type]
 
 
 def _schema(**parameters: str) -> Any:
@@ -283,7 +284,9 @@ def test_the_document_declares_security_and_no_foreign_error_shape(daemon):
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             has_auth = "401" in operation["responses"]
-            assert has_auth == (path != "/v1/health"), (method, path)
+            open_to_all = path == "/v1/health" or (method, path) in BY_CAPABILITY
+            assert has_auth == (not open_to_all), (method, path)
+            assert ("security" in operation) == (not open_to_all), (method, path)
 
 
 # The deploy stream, in process: the failures a real daemon does not give on demand.
@@ -314,7 +317,7 @@ class _Store:
 
 
 def _client(functions: _Plane) -> httpx.AsyncClient:
-    app = create_app(functions, _Store(), None, None)  # type: ignore[arg-type]
+    app = create_app(functions, _Store(), None, None, None)  # type: ignore[arg-type]
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
         base_url="http://api",

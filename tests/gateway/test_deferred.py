@@ -2,16 +2,19 @@
 
 import json
 
+from hearth.gateway.deferred import Unacceptable
 from hearth.gateway.routes import RouteLimits
 from tests.gateway.fakes import Setup, error_body
 
 
-def storing(s: Setup, fail: bool = False) -> list:
+def storing(s: Setup, fail: bool = False, refuse: str = "") -> list:
     kept = []
 
     def defer(request):
         if fail:
             raise OSError("disk full")
+        if refuse:
+            raise Unacceptable(refuse)
         kept.append(request)
         return f"inv-{len(kept)}", f"http://api/v1/invocations/inv-{len(kept)}"
 
@@ -104,3 +107,33 @@ async def test_only_the_daemon_may_ask_for_a_longer_timeout(setup):
     )
     assert setup.client.line[0].timeout == 900.0
     assert b"900" not in setup.upstream_got()
+
+
+async def test_a_request_the_store_will_not_take_is_400_and_the_connection_stays(setup):
+    storing(setup, refuse="X-Callback-Url 'ftp://x': only http:// and https:// URLs")
+    setup.send(
+        b"POST /fn/hello/ HTTP/1.1\r\nHost: x\r\nX-Hearth-Async: 1\r\n"
+        b"X-Callback-Url: ftp://x\r\ncontent-length: 2\r\n\r\nhi"
+    )
+    head, body = error_body(setup.transport.take())
+    assert head.startswith(b"HTTP/1.1 400 ") and "only http://" in body["error"]
+    assert not setup.transport.closed and setup.upstream_got() == b""
+
+
+async def test_an_invocations_id_and_attempt_reach_the_function_from_the_daemon_only(setup):
+    setup.send(
+        b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\nX-Hearth-Invocation-Id: forged\r\n"
+        b"X-Hearth-Attempt: 9\r\n\r\n"
+    )
+    got = setup.upstream_got().lower()
+    assert b"forged" not in got and b"x-hearth-attempt" not in got
+    setup.upstreams[0].data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+    setup.transport.take()
+    setup.send(
+        b"GET /fn/hello/ HTTP/1.1\r\nHost: x\r\nX-Hearth-Invocation-Id: abc\r\n"
+        b"X-Hearth-Attempt: 2\r\nX-Hearth-Internal: %b\r\n\r\n" % setup.gateway.internal
+    )
+    got = setup.upstream_got()
+    assert b"\r\nX-Hearth-Invocation-Id: abc\r\n" in got
+    assert b"\r\nX-Hearth-Attempt: 2\r\n" in got
+    assert setup.gateway.internal not in got

@@ -22,6 +22,7 @@ def test_a_new_database_takes_every_step(tmp_path):
     assert store.db.execute("pragma user_version").fetchone() == (LATEST,)
     assert store.rollups("f", 0) == []  # each step's table is there
     assert store.schedule_rows("f") == {}
+    assert store.db.execute("select count(*) from invocations").fetchone() == (0,)
     store.close()
 
 

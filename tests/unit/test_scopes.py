@@ -4,7 +4,7 @@ import pytest
 
 from hearth.api import create_app
 from hearth.api.app import OPEN_PATHS
-from hearth.api.scopes import Scope, allowed
+from hearth.api.scopes import Scope, allowed, by_capability, owns
 
 # Every operation the API has, with who may use it. "own": a deploy:NAME token on NAME;
 # "other": any token on another function. A new operation fails
@@ -39,13 +39,21 @@ TABLE = {
     ("GET", "/v1/tokens"): {ADMIN},
     ("POST", "/v1/tokens"): {ADMIN},
     ("DELETE", "/v1/tokens/{id}"): {ADMIN},
+    ("GET", "/v1/functions/{name}/invocations"): {ADMIN, READ, OWN},
+    # Also with no token at all: the id is the credential (below).
+    ("GET", "/v1/invocations/{invocation}"): {ADMIN, READ, OWN},
+    # OWN: let through here; `owns` then decides on the invocation's function (below).
+    ("POST", "/v1/invocations/{invocation}/retry"): {ADMIN, OWN},
 }
+# Reached without any token.
+BY_CAPABILITY = {("GET", "/v1/invocations/{invocation}")}
+INVOCATION = "Yx3_kQ-9aZ0bC1dE2fG3hI"  # 22 url-safe characters: 128 bits
 SCOPES = {ADMIN: Scope("admin"), READ: Scope("read"), OWN: Scope("deploy", "mine")}
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _operations():
-    document = create_app(None, None, None, None).openapi()  # type: ignore[arg-type]
+    document = create_app(None, None, None, None, None).openapi()  # type: ignore[arg-type]
     return {
         (method.upper(), path)
         for path, operations in document["paths"].items()
@@ -55,7 +63,12 @@ def _operations():
 
 
 def _concrete(template, name):
-    return template.replace("{name}", name).replace("{id}", "ab12cd34").replace("{key}", "API_KEY")
+    return (
+        template.replace("{name}", name)
+        .replace("{id}", "ab12cd34")
+        .replace("{key}", "API_KEY")
+        .replace("{invocation}", INVOCATION)
+    )
 
 
 def test_the_table_covers_every_operation():
@@ -153,3 +166,56 @@ def test_lists_show_a_deploy_token_its_function_only():
     assert Scope("deploy", "mine").sees("mine")
     assert not Scope("deploy", "mine").sees("other")
     assert Scope("read").sees("other") and Scope("admin").sees("other")
+
+
+@pytest.mark.parametrize(("method", "template"), sorted(TABLE))
+def test_only_reading_one_invocation_goes_without_a_token(method, template):
+    path = _concrete(template, "mine")
+    assert by_capability(method, path) == ((method, template) in BY_CAPABILITY)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/invocations/",
+        "/v1/invocations",
+        f"/v1/invocations/{INVOCATION}/",
+        f"/v1/invocations/{INVOCATION}/retry",
+        f"/v1/invocations/{INVOCATION}x",
+        f"/v1/invocations/{INVOCATION[:-1]}",
+        f"/v1/invocations/{INVOCATION[:-1]}.",
+        "/v1/invocations/../tokens",
+        f"/v1/invocations/{INVOCATION}/../../tokens",
+        f"/v1/functions/mine/invocations/{INVOCATION}",
+    ],
+)
+def test_no_other_path_is_read_by_capability(path):
+    for method in METHODS:
+        assert not by_capability(method, path), (method, path)
+
+
+def test_the_capability_is_for_reading_only():
+    path = f"/v1/invocations/{INVOCATION}"
+    assert by_capability("GET", path) and by_capability("HEAD", path)
+    for method in ("POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        assert not by_capability(method, path)
+
+
+def test_a_deploy_token_retries_only_its_own_functions_invocations():
+    assert owns(Scope("deploy", "mine"), "mine")
+    assert not owns(Scope("deploy", "mine"), "other")
+    assert not owns(Scope("read"), "mine")
+    assert owns(Scope("admin"), "anything")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/v1/invocations/{INVOCATION}/cancel",  # not listed: closed until it is
+        f"/v1/invocations/{INVOCATION}/retry/",
+        "/v1/invocations/short/retry",
+    ],
+)
+def test_a_deploy_token_reaches_nothing_else_under_invocations(path):
+    for method in METHODS:
+        assert not allowed(Scope("deploy", "mine"), method, path), (method, path)

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from hearth.spec import (
     Access,
+    Async,
     FunctionSpec,
     Limits,
     Scale,
@@ -70,6 +71,11 @@ idle = "1m"
 timeout = "5s"
 body = "1MB"
 memory = "128MB"
+[async]
+retries = 5
+timeout = "1h"
+share = 0.25
+keep = "7d"
 [env]
 GREETING = "hi"
 DEBUG = true
@@ -84,6 +90,14 @@ PORT = 5
     assert spec.limits.timeout == 5.0
     assert spec.limits.body == 1_000_000
     assert spec.env == {"GREETING": "hi", "DEBUG": "true", "PORT": "5"}
+    assert spec.background == Async(retries=5, timeout=3600.0, share=0.25, keep=7 * 86400.0)
+    assert spec.to_dict()["async"] == {
+        "retries": 5,
+        "timeout": 3600.0,
+        "share": 0.25,
+        "keep": 604800.0,
+    }
+    assert "background" not in spec.to_dict()  # stored and shown by its hearth.toml name
     assert FunctionSpec.from_dict(spec.to_dict()) == spec
 
 
@@ -122,7 +136,13 @@ EDGES = [
     ("limits", "drain", ('"0s"', 0.0), ('"1h"', 3600.0), ["-1", '"3601s"', '"61m"']),
     ("limits", "liveness", ('"2s"', 2.0), ('"1h"', 3600.0), ['"1999ms"', "1.999", '"3601s"']),
     ("limits", "rate", ('"1/m"', 1 / 60), ('"1000000/s"', 1e6), ['"0/m"', '"1000001/s"', "100"]),
+    ("async", "retries", ("0", 0), ("20", 20), ["-1", "21", "1.5"]),
+    ("async", "timeout", ('"1s"', 1.0), ('"24h"', 86400.0), ['"999ms"', '"86401s"', '"25h"']),
+    ("async", "share", ("0.05", 0.05), ("1", 1.0), ["0.049", "1.01", "0"]),
+    ("async", "keep", ('"1m"', 60.0), ('"30d"', 2592000.0), ['"59s"', '"31d"', "0"]),
 ]
+# [async] is `background` on FunctionSpec: `async` is a keyword in Python
+ATTRIBUTE = {"async": "background"}
 # min may only reach 1000 when max does too
 CONTEXT = {("scale", "min"): "max = 1000\n"}
 
@@ -131,7 +151,7 @@ CONTEXT = {("scale", "min"): "max = 1000\n"}
 def test_each_setting_accepts_its_edges(section, key, low, high, past):
     for text, value in (low, high):
         spec = spec_of(section, CONTEXT.get((section, key), "") + f"{key} = {text}")
-        assert getattr(getattr(spec, section), key) == value
+        assert getattr(getattr(spec, ATTRIBUTE.get(section, section)), key) == value
 
 
 @pytest.mark.parametrize(
@@ -196,6 +216,16 @@ def test_rates_per_second_or_minute():
     for bad in ('"100"', '"100/h"', '"1.5/s"', '"-1/s"', '"100/S"', "100", "true"):
         with pytest.raises(SpecError, match=r"\[limits\] rate = .*: must be a rate"):
             spec_of("limits", f"rate = {bad}")
+
+
+def test_async_defaults_and_refusals():
+    assert parse_spec(None, "ok").background == Async(
+        retries=3, timeout=900.0, share=0.5, keep=86400.0
+    )
+    with pytest.raises(SpecError, match=r"\[async\]: unknown key retry; known: keep, retries"):
+        spec_of("async", "retry = 2")
+    with pytest.raises(SpecError, match=r"hearth.toml async = 3: must be a table"):
+        parse_spec("async = 3", "ok")
 
 
 def test_access_public_is_true_or_false():
@@ -405,6 +435,7 @@ def test_from_dict_accepts_what_earlier_versions_stored():
         "network": {"egress": True},
         "kv": {"enabled": False, "memory": 64 * 1024**2},
         "schedules": (),
+        "async": {"retries": 3, "timeout": 900.0, "share": 0.5, "keep": 86400.0},
     }
     assert FunctionSpec.from_dict({"name": "bare"}) == FunctionSpec(name="bare")
     future = {**stored, "scale": {**stored["scale"], "burst": 3}}

@@ -27,6 +27,7 @@ from hearth.api import errors
 from hearth.api.access import access_routes
 from hearth.api.deploy import deploy_stream, read_body, read_bundle
 from hearth.api.errors import NAME_RULE, declare
+from hearth.api.invocations import invocation_routes
 from hearth.api.models import (
     DEPLOY_LINE_SCHEMA,
     Change,
@@ -48,8 +49,9 @@ from hearth.api.models import (
     Version,
 )
 from hearth.api.params import Name, NameInPath
-from hearth.api.scopes import Scope, allowed
+from hearth.api.scopes import Scope, allowed, by_capability
 from hearth.control import ControlPlane
+from hearth.invocations import Invocations
 from hearth.metrics.exposition import CONTENT_TYPE
 from hearth.metrics.monitor import WINDOW, Monitor
 from hearth.sandbox import reach
@@ -60,6 +62,9 @@ from hearth.store import backup as backups
 from hearth.supervisor import Supervisor
 
 OPEN_PATHS = frozenset({"/v1/health", "/docs", "/openapi.json"})
+# Operations a token is not needed for, because what the path names is the credential
+# (`hearth.api.scopes.by_capability`).
+BY_CAPABILITY = frozenset({("get", "/v1/invocations/{invocation}")})
 DASHBOARD = Path(__file__).parent / "dashboard"
 # The dashboard's files hold no data (each call they make sends the token the user typed);
 # the policy keeps them from loading anything but themselves and from being framed.
@@ -132,6 +137,7 @@ def create_app(
     store: Store,
     supervisor: Supervisor,
     monitor: Monitor,
+    invocations: Invocations,
     scheduler: Scheduler | None = None,
 ) -> FastAPI:
     app = ControlApi(title="Hearth control API", version=hearth.__version__, redirect_slashes=False)
@@ -148,7 +154,9 @@ def create_app(
             response = await call_next(request)
             response.headers.update(DASHBOARD_HEADERS)
             return response
-        if path not in OPEN_PATHS:
+        # One invocation is read by its id alone (hearth.api.scopes): any Authorization
+        # sent along (a private function's key, say) is not looked at.
+        if path not in OPEN_PATHS and not by_capability(request.method, path):
             header = request.headers.get("authorization", "")
             scheme, _, token = header.partition(" ")
             stored = store.token_scope(token) if scheme.lower() == "bearer" and token else None
@@ -192,7 +200,9 @@ def create_app(
 
     @app.get("/v1/functions/{name}", response_model=FunctionDetail, responses=declare(404))
     async def describe(name: Name) -> dict[str, Any]:
-        return plane.views.describe(name)
+        info = plane.views.describe(name)
+        info["invocations"] = invocations.store.counts(name)
+        return info
 
     @app.get("/v1/functions/{name}/versions", response_model=list[Version], responses=declare(404))
     async def versions(name: Name) -> list[dict[str, Any]]:
@@ -488,6 +498,7 @@ def create_app(
         )
 
     app.include_router(access_routes(plane, store))
+    app.include_router(invocation_routes(plane, invocations))
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:
@@ -534,10 +545,10 @@ def _refusal(scope: Scope, method: str) -> str:
 
 
 def _finish_document(document: dict[str, Any]) -> None:
-    """What FastAPI cannot know: every operation outside OPEN_PATHS needs the bearer token
-    and may be refused to its scope (the middleware enforces both), and its default 422
-    (a shape we never send) is added to operations that cannot give one; those that can
-    declare our own."""
+    """What FastAPI cannot know: every operation outside OPEN_PATHS and BY_CAPABILITY needs
+    the bearer token and may be refused to its scope (the middleware enforces both), and
+    its default 422 (a shape we never send) is added to operations that cannot give one;
+    those that can declare our own."""
     components = document.setdefault("components", {})
     components.setdefault("securitySchemes", {})["bearer"] = {
         "type": "http",
@@ -555,11 +566,11 @@ def _finish_document(document: dict[str, Any]) -> None:
         for code in (401, 403)
     }
     for path, operations in document.get("paths", {}).items():
-        for operation in operations.values():
+        for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             if "HTTPValidationError" in json.dumps(responses.get("422")):
                 del responses["422"]
-            if path not in OPEN_PATHS:
+            if path not in OPEN_PATHS and (method, path) not in BY_CAPABILITY:
                 operation["security"] = [{"bearer": []}]
                 responses["401"] = refused[401]
                 responses["403"] = refused[403]

@@ -175,6 +175,13 @@ class ScheduleSetting(Answer):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
+class AsyncSettings(Answer):
+    retries: int = Field(description="Attempts after the first.")
+    timeout: float = Field(description="Seconds per attempt.")
+    share: float = Field(description="Of max x concurrency, the most that runs async work.")
+    keep: float = Field(description="Seconds a finished invocation and its result are kept.")
+
+
 class Spec(Answer):
     """hearth.toml as validated (see `hearth.spec.FunctionSpec`)."""
 
@@ -184,6 +191,7 @@ class Spec(Answer):
     limits: Limits
     access: Access
     kv: KvSettings | None = None
+    background: AsyncSettings | None = Field(None, alias="async", description="[async]")
     env: dict[str, str]
     schedules: list[ScheduleSetting] = []
 
@@ -197,6 +205,15 @@ class Version(Answer):
     error: str | None
 
 
+class InvocationCounts(Answer):
+    """A function's asynchronous invocations, by status (those kept)."""
+
+    queued: int
+    running: int
+    done: int
+    failed: int
+
+
 class FunctionDetail(FunctionBrief):
     spec: Spec | None
     env: str | None
@@ -204,6 +221,53 @@ class FunctionDetail(FunctionBrief):
     next_try_in: float | None = Field(description="Seconds until the next start attempt.")
     versions: list[Version]
     kv: KvServer | None = Field(None, description="Its KV server, if it has one.")
+    invocations: InvocationCounts | None = None
+
+
+class Callback(Answer):
+    url: str = Field(description="Where the result is POSTed once the invocation finishes.")
+    state: Literal["pending", "delivered", "failed"] | None = Field(
+        description="null until the invocation finishes."
+    )
+
+
+class InvocationBrief(Answer):
+    """An asynchronous invocation, as lists show it (no result)."""
+
+    id: str = Field(description="128 random bits, url-safe; also the way to read it.")
+    function: str
+    status: Literal["queued", "running", "done", "failed"] = Field(
+        description="failed: a dead letter (retries used up, or a 4xx other than 429)."
+    )
+    method: str
+    url: str = Field(description="The request target as sent (path and query).")
+    request_id: str
+    attempts: int = Field(description="Attempts begun (an interrupted one counts).")
+    created: float = Field(description="Unix time it was accepted.")
+    updated: float = Field(description="Unix time of its last change.")
+    next_try: float | None = Field(description="When queued: Unix time it is due.")
+    last_error: str | None = Field(
+        description="What the last failed attempt got: status and body, or the error."
+    )
+    callback: Callback | None
+
+
+class InvocationListed(InvocationBrief):
+    result_status: int | None = Field(description="The status of the kept answer, if any.")
+
+
+class InvocationResult(Answer):
+    status: int
+    headers: list[list[str]] = Field(description="[name, value] pairs, in order.")
+    body: str = Field(description="UTF-8 text, or base64 when `base64` is true.")
+    base64: bool
+    truncated: bool = Field(description="The body was over 1 MiB: only its first MiB is kept.")
+
+
+class Invocation(InvocationBrief):
+    result: InvocationResult | None = Field(
+        description="The function's answer (done), or its last one (failed), if there was one."
+    )
 
 
 class Change(Answer):

@@ -16,6 +16,7 @@ from rich.table import Table
 from hearth.cli.access import keys_app, secrets_app, tokens_app
 from hearth.cli.client import Api, ClientError, data_dir
 from hearth.cli.common import DataDir, JsonOut, err, out
+from hearth.cli.invocations import invocations
 from hearth.cli.schedules import schedules
 from hearth.cli.top import top
 from hearth.spec import folder_name
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 app.command()(top)
 app.command()(schedules)
+app.command()(invocations)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(keys_app, name="keys")
 app.add_typer(secrets_app, name="secrets")
@@ -115,6 +117,14 @@ def up(
             "per request.",
         ),
     ] = None,
+    async_backoff: Annotated[
+        str,
+        typer.Option(
+            envvar="HEARTH_ASYNC_BACKOFF_BASE",
+            help="Wait before an asynchronous invocation's first retry (and a callback's); "
+            "doubles each time, at most 5m.",
+        ),
+    ] = "1s",
 ) -> None:
     """Run the daemon in the foreground (gateway, API, instances)."""
     from hearth.config import DaemonConfig
@@ -135,6 +145,9 @@ def up(
             raise ValueError(f"--backup-every {backup_every}: at least 1s")
         if backup_keep < 1:
             raise ValueError(f"--backup-keep {backup_keep}: keep at least 1")
+        backoff = parse_duration(async_backoff)
+        if not 0.001 <= backoff <= 300:
+            raise ValueError(f"--async-backoff {async_backoff}: from 1ms to 5m")
     except ValueError as exc:
         raise ClientError(f"hearth up: {exc}") from exc
     config = DaemonConfig(
@@ -153,6 +166,7 @@ def up(
         backup_every=every,
         backup_keep=backup_keep,
         backup_dir=backup_dir.resolve() if backup_dir else None,
+        async_backoff=backoff,
     )
     try:
         run(config, deploy or [])
@@ -273,6 +287,10 @@ def status(name: str, data: DataDir = None, as_json: JsonOut = False) -> None:
         if planned:
             shown = f"schedules (`hearth schedules {name}`): " + "; ".join(planned)
             out.print(escape(shown), highlight=False)
+    counts = info.get("invocations") or {}
+    if any(counts.values()):
+        shown = ", ".join(f"{n} {state}" for state, n in counts.items())
+        out.print(f"async invocations: {shown}", highlight=False)
     kv = info.get("kv")
     if kv:
         state = f"running (pid {kv['pid']})" if kv["running"] else "[red]not running[/red]"

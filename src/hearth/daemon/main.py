@@ -30,6 +30,7 @@ from hearth.config import DaemonConfig
 from hearth.control import ControlPlane, DeployError
 from hearth.control.inbox import Exited, LimitHit
 from hearth.gateway import Gateway
+from hearth.invocations import Invocations, InvocationStore
 from hearth.kv import Keeper, find_server
 from hearth.metrics import Tally
 from hearth.metrics.access import AccessLog
@@ -39,7 +40,7 @@ from hearth.sandbox.disks import own_namespace
 from hearth.sandbox.plan import BuildJail, Host, Planner, SandboxUnavailable, layers
 from hearth.scheduler.call import GatewayCaller
 from hearth.scheduler.runner import Scheduler
-from hearth.spec import folder_name
+from hearth.spec import FunctionSpec, folder_name
 from hearth.store import BundleStore, Store, Vault, VaultError
 from hearth.store import backup as backups
 from hearth.store.copy import copy_as, copy_folder
@@ -180,6 +181,14 @@ async def serve(
         kv=Keeper(planner, store.identity, logs, redis_server, on_event=store.event),
         copier=_copier(planner),
     )
+    invocations = Invocations(
+        InvocationStore(store.db),
+        lookup=lambda name: serving_spec(plane, name),
+        record=store.event,
+        location=lambda invocation: f"{plane.config.api_url}/v1/invocations/{invocation}",
+        backoff_base=config.async_backoff,
+    )
+    gateway.defer = invocations.accept  # stored before the 202; run once the worker starts
     gateway.metering = config.metrics
     gateway.keeping = config.access_log or bool(config.otlp)
     access.enabled = config.access_log
@@ -203,7 +212,7 @@ async def serve(
     await gateway.listen(config.host, config.port)
     api = uvicorn.Server(
         uvicorn.Config(
-            create_app(plane, store, supervisor, monitor, scheduler),
+            create_app(plane, store, supervisor, monitor, invocations, scheduler),
             host=config.api_host,
             port=config.api_port,
             lifespan="off",
@@ -236,6 +245,7 @@ async def serve(
 
     await plane.rollouts.restore()
     scheduler.start()  # after the restore: a tick missed while down runs once, now
+    await invocations.start(config.gateway_url, gateway.internal)  # to functions that serve
     _write_state(data_dir, config)
     say(f"hearth: gateway {config.gateway_url}  api {config.api_url}  data {data_dir}")
     say(f"hearth: sandbox {config.sandbox}: {planner.describe()}")
@@ -251,6 +261,7 @@ async def serve(
     await scheduler.stop()  # no run starts; those in flight finish with the drain
     if gateway.server is not None:
         gateway.server.close()
+    await invocations.stop()  # before the drain: its attempts are queued again at next start
     await plane.shutdown()
     await scheduler.close()  # a run the drain did not end is cut, and recorded so
     await caller.close()
@@ -274,6 +285,16 @@ async def serve(
         (data_dir / "daemon.json").unlink()
     lock.close()
     say("hearth: stopped")
+
+
+def serving_spec(plane: ControlPlane, name: str) -> FunctionSpec | None:
+    """The settings of what serves `name` now: its version with the largest share (the
+    newest of equals); None when nothing serves it."""
+    function = plane.reconciler.functions.get(name)
+    if function is None or not function.releases:
+        return None
+    main = max(function.releases.values(), key=lambda r: (r.pool.weight, r.number))
+    return main.spec
 
 
 def _copier(planner: Planner) -> Callable[[str, int, Path, Path], list[str]]:
@@ -352,6 +373,7 @@ def _write_state(data_dir: Path, config: DaemonConfig) -> None:
 
 def run(config: DaemonConfig, deploy: list[Path]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per invocation attempt
     host = Host.probe()
     if config.sandbox != "off" and host.root and host.disks:
         try:  # before any thread starts

@@ -23,6 +23,12 @@ class Deferred(NamedTuple):
     request_id: str
 
 
+class Unacceptable(ValueError):
+    """The request cannot be taken as sent (an X-Callback-Url that is not http or https,
+    say): the client gets 400 with this message, and nothing is stored. Any other error of
+    `Defer` is the store's, and a 503."""
+
+
 # Stores it (durably, before the 202 goes out) and says (id, where to read the result).
 Defer = Callable[[Deferred], tuple[str, str]]
 KEPT_OUT = frozenset(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from hearth.gateway.access import Headers, Refusal
-from hearth.gateway.deferred import accepted, deferred
+from hearth.gateway.deferred import Unacceptable, accepted, deferred
 from hearth.gateway.errors import error_response
 from hearth.gateway.meter import CLIENT_GONE
 from hearth.gateway.routes import Backend, Pool, pick, route_name
@@ -28,6 +28,9 @@ from hearth.gateway.upstream import Upstream
 if TYPE_CHECKING:
     from hearth.gateway.server import Gateway
 
+# What the function may take as the daemon's word (an asynchronous invocation's id and
+# attempt): forwarded on the daemon's own requests only; a client's are dropped.
+DAEMON_ONLY = frozenset({b"x-hearth-invocation-id", b"x-hearth-attempt"})
 # Not forwarded: hop-by-hop headers, and the headers the gateway sets itself (the client's
 # request id and traceparent are read, then forwarded as the gateway decided).
 DROP = frozenset(
@@ -47,6 +50,7 @@ DROP = frozenset(
         b"x-hearth-internal",
         b"x-hearth-async",
         b"x-hearth-timeout",
+        *DAEMON_ONLY,
     }
 )
 BODY_BUFFER = 256 * 1024
@@ -288,6 +292,9 @@ class Exchange:
         )
         try:
             invocation, location = gateway.defer(request)
+        except Unacceptable as exc:  # the client's mistake: nothing was accepted
+            self.fail(400, str(exc))
+            return
         except Exception as exc:  # the store refused it: nothing was accepted
             self.fail(503, f"the invocation could not be stored: {exc}")
             return
@@ -620,6 +627,7 @@ class ClientProtocol(asyncio.Protocol):
         upgrade: bytes | None = None
         later = False
         timeout = b""
+        vouched: list[bytes] | None = None
         parts = [b"%b %b HTTP/%b\r\n" % (method, url, version.encode())]
         for hname, value in self._headers:
             lname = hname.lower()
@@ -636,6 +644,9 @@ class ClientProtocol(asyncio.Protocol):
                     later = value.strip().lower() in (b"1", b"true")
                 elif lname == b"x-hearth-timeout":
                     timeout = value
+                elif lname in DAEMON_ONLY:
+                    vouched = vouched or []
+                    vouched.append(b"%b: %b\r\n" % (hname, value))
                 continue
             if lname == b"host":
                 if host is not None:
@@ -646,6 +657,8 @@ class ClientProtocol(asyncio.Protocol):
             elif lname == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()
             parts.append(b"%b: %b\r\n" % (hname, value))
+        if vouched is not None and internal:
+            parts += vouched
         host = host or b""
         gateway = self.gateway
         name, by_path = route_name(host, url, gateway.domain)

@@ -297,6 +297,7 @@ class Store:
             self.db.execute("delete from secrets where function = ?", (name,))
             self.db.execute("delete from rollups where function = ?", (name,))
             self.db.execute("delete from schedule_runs where function = ?", (name,))
+            self.db.execute("delete from invocations where function = ?", (name,))
             self.db.execute("delete from functions where name = ?", (name,))
 
     # schedules (hearth.scheduler)

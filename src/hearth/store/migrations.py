@@ -71,8 +71,52 @@ def _schedule_runs(db: sqlite3.Connection) -> None:
     )
 
 
+def _invocations(db: sqlite3.Connection) -> None:
+    """Asynchronous invocations (hearth.invocations): each request as it was accepted, its
+    state, attempts and, once finished, its result until `expires`."""
+    db.execute(
+        """create table if not exists invocations (
+            id text primary key,
+            function text not null,
+            status text not null,
+            method text not null,
+            url text not null,
+            headers text not null,
+            body blob not null,
+            request_id text not null,
+            callback text,
+            callback_state text,
+            attempts integer not null default 0,
+            created real not null,
+            updated real not null,
+            next_try real,
+            expires real,
+            last_error text,
+            result_status integer,
+            result_headers text,
+            result_body blob,
+            result_truncated integer not null default 0
+        )"""
+    )
+    db.execute(
+        "create index if not exists invocations_queue on invocations (status, function, next_try)"
+    )
+    db.execute(
+        "create index if not exists invocations_by_function on invocations (function, created)"
+    )
+    db.execute(
+        "create index if not exists invocations_expiry on invocations (expires) "
+        "where expires is not null"
+    )
+
+
 # Step N is STEPS[N - 1].
-STEPS: list[Callable[[sqlite3.Connection], None]] = [_baseline, _rollups, _schedule_runs]
+STEPS: list[Callable[[sqlite3.Connection], None]] = [
+    _baseline,
+    _rollups,
+    _schedule_runs,
+    _invocations,
+]
 LATEST = len(STEPS)
 
 
