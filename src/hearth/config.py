@@ -28,6 +28,9 @@ class DaemonConfig:
     # Seconds before an asynchronous invocation's (or a callback's) first retry, doubling
     # after each (at most 5 minutes). Tests shorten it; an operator may too.
     async_backoff: float = 1.0
+    # Callbacks may go to loopback and private addresses (default: refused, so a caller
+    # cannot aim the daemon at what only the daemon's network reaches).
+    callback_private: bool = False
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
     @property

@@ -79,8 +79,10 @@ async def handle(request):
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    """Retries after 50 ms, 100 ms...: the suite does not wait out real backoffs."""
-    d = Daemon(tmp_path_factory.mktemp("hearth") / "data", "--async-backoff", "50ms").start()
+    """Retries after 50 ms, 100 ms...: the suite does not wait out real backoffs; callbacks
+    may reach the test's receiver on 127.0.0.1."""
+    data = tmp_path_factory.mktemp("hearth") / "data"
+    d = Daemon(data, "--async-backoff", "50ms", "--callback-private").start()
     yield d
     code = d.stop()
     assert code == 0, f"daemon exited with {code}:\n{d.log()}"
@@ -271,6 +273,23 @@ def test_a_callback_that_cannot_be_delivered_is_an_event_and_nothing_else(daemon
     assert shown["status"] == "done"  # the invocation's own outcome is untouched
     messages = [e["message"] for e in daemon.events("echo") if e["kind"] == "callback-failed"]
     assert any(accepted.headers["x-hearth-invocation-id"] in m for m in messages)
+
+
+def test_by_default_a_callback_to_the_daemons_own_network_is_refused(fresh_daemon, fn_dir, hooks):
+    fresh_daemon.args = ("--async-backoff", "50ms")  # and no --callback-private
+    fresh_daemon.start()
+    deploy(fresh_daemon, fn_dir, "echo", ECHO)
+    url = f"http://127.0.0.1:{hooks.server_address[1]}/hook"
+    accepted = post_async(fresh_daemon, "/fn/echo/", headers={"X-Callback-Url": url})
+    location = accepted.headers["location"]
+    wait_for(
+        lambda: httpx.get(location).json()["callback"]["state"] == "failed",
+        timeout=60,
+        what="the callback refused",
+    )
+    assert Hooks.received == []  # the receiver on 127.0.0.1 never heard of it
+    said = [e["message"] for e in fresh_daemon.events("echo") if e["kind"] == "callback-failed"]
+    assert any("loopback or private address" in m for m in said), said
 
 
 def test_a_callback_url_that_is_not_http_is_refused_and_nothing_is_stored(daemon, fn_dir):

@@ -100,3 +100,24 @@ def test_a_failure_says_status_and_what_the_body_said():
     long = failure(500, b"x" * 10_000)
     assert len(long) < 400 and long.endswith("...")
     assert failure(500, b"\xff\xfe") == "500 Internal Server Error: \ufffd\ufffd"
+
+
+@pytest.mark.parametrize(
+    "url, refused",
+    [
+        ("http://127.0.0.1:8081/v1/tokens", True),
+        ("http://[::1]/", True),
+        ("http://10.1.2.3/hook", True),
+        ("http://192.168.0.10/hook", True),
+        ("http://169.254.169.254/latest/meta-data", True),  # a cloud's metadata service
+        ("http://0.0.0.0/", True),
+        ("https://8.8.8.8/hook", False),
+    ],
+)
+async def test_callbacks_to_loopback_and_private_addresses_are_refused(url, refused):
+    from hearth.invocations.callbacks import closed_address
+
+    said = await closed_address(url)
+    assert bool(said) is refused, said
+    if refused:
+        assert "--callback-private" in said

@@ -125,6 +125,14 @@ def up(
             "doubles each time, at most 5m.",
         ),
     ] = "1s",
+    callback_private: Annotated[
+        bool,
+        typer.Option(
+            "--callback-private",
+            envvar="HEARTH_CALLBACK_PRIVATE",
+            help="Let X-Callback-Url reach loopback and private addresses (refused by default).",
+        ),
+    ] = False,
 ) -> None:
     """Run the daemon in the foreground (gateway, API, instances)."""
     from hearth.config import DaemonConfig
@@ -167,6 +175,7 @@ def up(
         backup_keep=backup_keep,
         backup_dir=backup_dir.resolve() if backup_dir else None,
         async_backoff=backoff,
+        callback_private=callback_private,
     )
     try:
         run(config, deploy or [])

@@ -187,6 +187,7 @@ async def serve(
         record=store.event,
         location=lambda invocation: f"{plane.config.api_url}/v1/invocations/{invocation}",
         backoff_base=config.async_backoff,
+        private=config.callback_private,
     )
     gateway.defer = invocations.accept  # stored before the 202; run once the worker starts
     gateway.metering = config.metrics

@@ -6,11 +6,14 @@ sent at the next start."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import random
+import socket
 import sqlite3
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -32,7 +35,9 @@ class Callbacks:
         record: Record,
         backoff_base: float = 1.0,
         draw: Callable[[], float] = random.random,
+        private: bool = False,
     ) -> None:
+        self.private = private  # loopback and private addresses allowed
         self.store = store
         self.record = record
         self.backoff_base = backoff_base
@@ -97,6 +102,10 @@ class Callbacks:
     async def _post(self, url: str, payload: bytes, headers: dict[str, str]) -> str:
         """One try; what went wrong, or '' when the receiver took it (a 2xx)."""
         assert self._http is not None, "start() first"
+        if not self.private:
+            refused = await closed_address(url)
+            if refused:
+                return refused
         async with self._at_once:
             try:
                 response = await self._http.post(url, content=payload, headers=headers)
@@ -105,3 +114,27 @@ class Callbacks:
         if 200 <= response.status_code < 300:
             return ""
         return failure(response.status_code, response.content)
+
+
+async def closed_address(url: str) -> str:
+    """Why `url` may not be called back: its host is (or resolves to) a loopback, private,
+    link-local or otherwise special address; '' when every address it has is public.
+
+    A caller must not aim the daemon at what only the daemon's own network reaches (its
+    API, a database, a metadata service). `hearth up --callback-private` lifts this.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"{host} does not resolve: {exc}"
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not address.is_global or address.is_multicast:
+            return (
+                f"{host} is {address}, a loopback or private address: refused "
+                "(hearth up --callback-private allows it)"
+            )
+    return ""

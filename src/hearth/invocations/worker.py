@@ -51,6 +51,7 @@ class Invocations:
         record: Record,
         location: Callable[[str], str],
         backoff_base: float = 1.0,
+        private: bool = False,
         clock: Callable[[], float] = time.time,
         draw: Callable[[], float] = random.random,
     ) -> None:
@@ -61,7 +62,7 @@ class Invocations:
         self.backoff_base = backoff_base
         self.clock = clock
         self.draw = draw
-        self.callbacks = Callbacks(store, record, backoff_base, draw)
+        self.callbacks = Callbacks(store, record, backoff_base, draw, private)
         self.running: Counter[str] = Counter()  # attempts under way, by function
         # When each function's first queued invocation is due: read from the store once,
         # at start, then kept by every change (the queue is never scanned again).
