@@ -75,6 +75,7 @@ async def setup(tmp_path):
         record=lambda *event: events.append(event),
         location=lambda invocation: f"http://api/v1/invocations/{invocation}",
         backoff_base=0.001,
+        private=True,  # the callback receivers here listen on 127.0.0.1
     )
     await worker.start(f"http://127.0.0.1:{port}", b"secret")
     yield worker, stand_in, events, specs
