@@ -132,6 +132,13 @@ class ControlApi(FastAPI):
         return self.openapi_schema
 
 
+class ArchiveResponse(FileResponse):
+    """A backup on its way to the client in 1 MiB reads rather than 64 KiB: the API shares
+    the event loop with the gateway, and every read is a trip through it."""
+
+    chunk_size = 1024 * 1024
+
+
 def create_app(
     plane: ControlPlane,
     store: Store,
@@ -490,7 +497,7 @@ def create_app(
         the key to the secrets). `hearth restore` makes a data directory of it."""
         name = time.strftime(backups.BACKUP_NAME, time.gmtime())
         taken = await plane.backup(plane.config.data_dir / "backups" / name)
-        return FileResponse(
+        return ArchiveResponse(
             taken.path,
             media_type="application/gzip",
             filename=name,
